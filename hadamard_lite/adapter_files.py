@@ -1,0 +1,153 @@
+"""Adapter files: everything that was trained, and nothing else.
+
+A directory with ``adapter_config.json`` (sorted keys) and ``adapter_model.safetensors``
+(adapter weights and biases, the post-attention LayerNorms of the adapted layers, and the
+task head if the model has one), the layout PEFT uses. A bert-base adapter is about 150 KB.
+"""
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .adapter import add_hadamard_adapter, adapted_layers, architecture_of, encoder_layers, remove_hadamard_adapter
+from .freezing import head_parameters
+
+CONFIG_NAME = "adapter_config.json"
+WEIGHTS_NAME = "adapter_model.safetensors"
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same directory, then rename: a crash mid-write
+    leaves the old file (or none), never a truncated one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _trained_tensors(model: nn.Module) -> tuple:
+    """``({state-dict name: tensor}, groups)`` for what the two-stage recipe trains."""
+    layers = adapted_layers(model)
+    wanted = set()
+    for name, module in model.named_modules():
+        if name.endswith(".hadamard"):
+            wanted.update(f"{name}.{p}" for p, _ in module.named_parameters())
+    spec = architecture_of(model)
+    prefix = "" if model.base_model is model else model.base_model_prefix + "."
+    base_names = {m: n for n, m in model.base_model.named_modules()}
+    all_layers = encoder_layers(model)
+    for i in layers:
+        norm = all_layers[i].get_submodule(spec.layer_norm)
+        wanted.update(f"{prefix}{base_names[norm]}.{p}" for p, _ in norm.named_parameters())
+    head = head_parameters(model)
+    wanted.update(head)
+    groups = ["adapter", "layer_norm"] + (["head"] if head else [])
+    params = dict(model.named_parameters())
+    return {n: params[n].detach() for n in sorted(wanted)}, groups
+
+
+def save_adapter(model: nn.Module, directory) -> Path:
+    """Write the adapter files of ``model`` into ``directory`` (created if needed)."""
+    from . import __version__
+
+    layers = adapted_layers(model)
+    if not layers:
+        raise ValueError("this model has no (unmerged) Hadamard adapters to save; "
+                         "call add_hadamard_adapter first, or unmerge_adapter if you merged")
+    tensors, groups = _trained_tensors(model)
+    config = {
+        "base_model": getattr(model.config, "_name_or_path", "") or "",
+        "model_type": model.config.model_type,
+        "hidden_size": model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.dim,
+        "num_layers": len(encoder_layers(model)),
+        "layers": layers,
+        "groups": groups,
+        "num_labels": getattr(model.config, "num_labels", None) if "head" in groups else None,
+        "hadamard_lite_version": __version__,
+    }
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    # safetensors wants contiguous CPU tensors that share no memory.
+    cpu = {n: t.to("cpu").contiguous().clone() for n, t in tensors.items()}
+    _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(cpu, tmp, metadata={"format": "pt"}))
+    _atomic_write(directory / CONFIG_NAME,
+                  lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n"))
+    return directory
+
+
+def read_adapter_config(directory) -> dict:
+    """The parsed ``adapter_config.json`` of ``directory``, with clear errors."""
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no adapter config at {path}: expected a directory written by save_adapter")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); the adapter directory is corrupt, save it again") from err
+    missing = {"model_type", "hidden_size", "layers", "groups"} - set(config) if isinstance(config, dict) else {"all keys"}
+    if missing:
+        raise ValueError(f"{path} lacks {sorted(missing)}; it was not written by save_adapter")
+    return config
+
+
+def load_adapter(model: nn.Module, directory) -> nn.Module:
+    """Load adapter files into ``model`` (a fresh base model, or one with matching adapters).
+
+    Everything is checked before any weight is copied; if a check fails, ``model`` is left
+    exactly as it was (adapters this call injected are taken out again).
+    """
+    directory = Path(directory)
+    config = read_adapter_config(directory)
+    hidden = model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.dim
+    theirs = (config["model_type"], config["hidden_size"])
+    ours = (model.config.model_type, hidden)
+    if theirs != ours:
+        raise ValueError(f"adapter in {directory} is for model type {theirs[0]!r} with hidden size {theirs[1]}, "
+                         f"but this model is {ours[0]!r} with hidden size {ours[1]}")
+    architecture_of(model)
+    num_layers = len(encoder_layers(model))
+    present = adapted_layers(model)
+    if present and present != config["layers"]:
+        raise ValueError(f"adapter in {directory} has layers {config['layers']}, but this model already has "
+                         f"adapters on layers {present}; call remove_hadamard_adapter(model) first")
+    if any(not 0 <= i < num_layers for i in config["layers"]):
+        raise ValueError(f"adapter in {directory} has layers {config['layers']}, "
+                         f"but this model has only {num_layers} layers (0 to {num_layers - 1})")
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"no adapter weights at {weights}: expected a directory written by save_adapter")
+    try:
+        tensors = load_file(weights)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{weights} is corrupt or not a safetensors file ({err}); save the adapter again") from err
+
+    injected = not present
+    if injected:
+        add_hadamard_adapter(model, config["layers"])
+    try:
+        params = dict(model.named_parameters())
+        expected, _ = _trained_tensors(model)
+        problems = [f"missing from file: {n}" for n in expected if n not in tensors]
+        problems += [f"not in model: {n}" for n in tensors if n not in params]
+        problems += [f"{n}: file has shape {tuple(t.shape)}, model has {tuple(params[n].shape)}"
+                     for n, t in tensors.items() if n in params and params[n].shape != t.shape]
+        if problems:
+            raise ValueError(f"adapter in {directory} does not fit this model: " + "; ".join(problems[:5]))
+    except BaseException:
+        if injected:
+            remove_hadamard_adapter(model)
+        raise
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            params[name].copy_(tensor)
+    return model

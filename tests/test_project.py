@@ -1,0 +1,56 @@
+"""The project's own files: one dependency list, a light core, a working demo."""
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_environment_yml_installs_the_package_with_its_extras():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    deps = env["dependencies"]
+    assert any(str(d).startswith("python") for d in deps) and "pip" in deps
+    pip_part = next(d["pip"] for d in deps if isinstance(d, dict))
+    # The pip part must be this package with its dev extra, so the dependency list lives in
+    # pyproject.toml alone.
+    assert pip_part == ['-e ".[dev]"']
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    torch_pin = next(d for d in project["dependencies"] if d.startswith("torch"))
+    conda_torch = next(d for d in deps if str(d).startswith("pytorch"))
+    assert conda_torch.removeprefix("pytorch") == torch_pin.removeprefix("torch")
+    assert {"pytest", "nbval", "jupyter", "matplotlib"} <= {
+        d.split(">")[0].split("=")[0] for d in project["optional-dependencies"]["dev"]}
+
+
+def test_core_imports_without_heavy_extras(tmp_path):
+    code = f"""
+import sys
+for name in ["datasets", "matplotlib", "sklearn", "pandas", "peft"]:
+    sys.modules[name] = None  # importing any of these now fails
+sys.path.insert(0, {str(ROOT)!r})
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification
+import hadamard_lite as hl
+from hadamard_lite import adapter, freezing, adapter_files, models
+model = AutoModelForSequenceClassification.from_config(AutoConfig.for_model(
+    "bert", hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=20, vocab_size=50))
+hl.add_hadamard_adapter(model)
+hl.freeze_for_stage(model, "adapter")
+hl.save_adapter(model, {str(tmp_path)!r})
+hl.load_adapter(model, {str(tmp_path)!r})
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_readme_and_ci_run_the_same_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    test_line = next(line for line in ci.splitlines() if line.startswith("python3 -m pytest"))
+    command = test_line.replace("python3 ", "python ").replace(" -p no:cacheprovider", "")
+    assert command in readme
