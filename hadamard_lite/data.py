@@ -1,0 +1,215 @@
+"""GLUE data: load a split, take a seeded subset, tokenize once, and batch by length.
+
+    >>> train = load_glue("sst2", "train", limit=2000)       # GLUE_DIR, else the hub, else the sample
+    >>> print(train.source)                                  # always says where the data came from
+
+Sources, in order: ``data_dir`` or the ``GLUE_DIR`` environment variable (the classic
+``glue_data/`` TSV layout of the original BERT scripts), the hub dataset ``nyu-mll/glue``
+through ``datasets`` when online, and a small built-in sample (``sample_data.py``). An explicit
+directory that lacks the task is an error, never a silent fallback.
+"""
+import csv
+import os
+import random
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .glue_tasks import GlueTask, HUB_SPLITS, get_task
+from .sample_data import sample_examples
+
+SOURCES = ("auto", "tsv", "hub", "sample")
+SAMPLE_SOURCE = "built-in sample (NOT GLUE: template sentences for trying the code)"
+
+
+@dataclass
+class GlueSplit:
+    """One split of one task: parallel lists of texts and labels, plus where they came from."""
+    task: GlueTask
+    split: str
+    source: str
+    text_a: list
+    text_b: list | None
+    labels: list
+    _encoded: dict = field(default_factory=dict, repr=False)  # tokenizer key -> token ids
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices) -> "GlueSplit":
+        pick = lambda xs: None if xs is None else [xs[i] for i in indices]
+        return GlueSplit(self.task, self.split, self.source, pick(self.text_a), pick(self.text_b), pick(self.labels))
+
+
+# ---------------------------------------------------------------- reading the sources
+
+def _read_tsv(path: Path, task: GlueTask) -> tuple:
+    a, b, y = task.tsv_columns
+    # QUOTE_NONE: GLUE sentences contain unmatched quote characters. utf-8-sig: MRPC starts with a BOM.
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if isinstance(a, str):  # a header names the columns
+        header, rows = rows[0], rows[1:]
+        missing = [c for c in (a, b, y) if c is not None and c not in header]
+        if missing:
+            raise ValueError(f"{path} is not a GLUE {task.name} file: its header lacks {missing} "
+                             f"(found {header[:10]}); check that GLUE_DIR points at a glue_data/ folder")
+        a, b, y = (None if c is None else header.index(c) for c in (a, b, y))
+    texts_a, texts_b, labels = [], [] if b is not None else None, []
+    for line, row in enumerate(rows, start=2):
+        if len(row) <= max(c for c in (a, b, y) if c is not None):
+            raise ValueError(f"{path}, line {line}: expected a tab-separated row with at least "
+                             f"{max(c for c in (a, b, y) if c is not None) + 1} fields, got {len(row)}")
+        texts_a.append(row[a])
+        if b is not None:
+            texts_b.append(row[b])
+        labels.append(_label(task, row[y], path, line))
+    return texts_a, texts_b, labels
+
+
+def _label(task: GlueTask, raw: str, path, line) -> float | int:
+    try:
+        if task.is_regression:
+            return float(raw)
+        if raw in task.labels:
+            return task.labels.index(raw)
+        value = int(raw)
+        if 0 <= value < task.num_labels:
+            return value
+    except ValueError:
+        pass
+    raise ValueError(f"{path}, line {line}: label {raw!r} is not one of {task.labels} "
+                     f"or 0..{task.num_labels - 1}; the file is malformed")
+
+
+def _tsv_path(task: GlueTask, split: str, data_dir: Path) -> Path:
+    if split not in task.dev_files:
+        raise ValueError(f"task {task.name} has no split {split!r}; its splits are {list(task.dev_files)}")
+    path = Path(data_dir) / task.folder / task.dev_files[split]
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"GLUE task {task.name!r} split {split!r} not found: looked for {path}. "
+            f"Put the {task.folder}/ folder of glue_data there, point GLUE_DIR (or data_dir) at a glue_data/ "
+            f"folder that has it, or use source='sample' to try the code without GLUE.")
+    return path
+
+
+def hub_available() -> bool:
+    """True unless offline mode is set or huggingface.co cannot be reached within 3 s."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def _load_hub_split(task: GlueTask, split: str):
+    """The hub dataset ``nyu-mll/glue`` (a ``datasets.Dataset``); replaced in tests."""
+    import datasets  # imported here: the rest of the package does not need it
+    hub_split = "validation_matched" if (task.name, split) == ("mnli", "dev") else HUB_SPLITS[split]
+    return datasets.load_dataset("nyu-mll/glue", task.name, split=hub_split)
+
+
+def _read_hub(task: GlueTask, split: str) -> tuple:
+    dataset = _load_hub_split(task, split)
+    a, b, y = task.hub_columns
+    return list(dataset[a]), (list(dataset[b]) if b else None), list(dataset[y])
+
+
+def load_glue(task: str, split: str = "train", data_dir=None, source: str = "auto",
+              limit: int | None = None, seed: int = 0) -> GlueSplit:
+    """Load ``split`` ("train", "dev", or for MNLI "dev_mismatched") of a GLUE ``task``.
+
+    ``limit`` keeps a seeded random subset of that many examples (stratified by label for
+    classification, so small subsets keep the class balance).
+    """
+    info = get_task(task)
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; use one of {SOURCES}")
+    if split not in info.dev_files:
+        raise ValueError(f"task {info.name} has no split {split!r}; its splits are {list(info.dev_files)}")
+    data_dir = data_dir or os.environ.get("GLUE_DIR")
+    if source == "tsv" or (source == "auto" and data_dir):
+        if not data_dir:
+            raise ValueError("source='tsv' needs data_dir or the GLUE_DIR environment variable")
+        path = _tsv_path(info, split, data_dir)
+        texts_a, texts_b, labels = _read_tsv(path, info)
+        origin = f"GLUE TSV {path}"
+    elif source == "hub" or (source == "auto" and hub_available()):
+        texts_a, texts_b, labels = _read_hub(info, split)
+        origin = "hub nyu-mll/glue"
+    else:
+        examples = sample_examples(info.name, split)
+        texts_a = [e[0] for e in examples]
+        texts_b = [e[1] for e in examples] if info.is_pair else None
+        labels = [e[2] for e in examples]
+        origin = SAMPLE_SOURCE
+    data = GlueSplit(info, split, origin, texts_a, texts_b, labels)
+    return data if limit is None or limit >= len(data) else data.subset(_seeded_subset(data, limit, seed))
+
+
+def _seeded_subset(data: GlueSplit, limit: int, seed: int) -> list:
+    """Indices of ``limit`` examples; for classification, each label keeps its share."""
+    if limit <= 0:
+        raise ValueError(f"limit must be a positive number of examples, got {limit}")
+    r = random.Random(seed)
+    if data.task.is_regression:
+        return sorted(r.sample(range(len(data)), limit))
+    by_label = {}
+    for i, y in enumerate(data.labels):
+        by_label.setdefault(y, []).append(i)
+    chosen = []
+    for y, indices in sorted(by_label.items()):
+        share = round(limit * len(indices) / len(data))
+        chosen += r.sample(indices, min(share, len(indices)))
+    rest = sorted(set(range(len(data))) - set(chosen))
+    chosen += r.sample(rest, max(limit - len(chosen), 0)) if len(chosen) < limit else []
+    return sorted(chosen[:limit])
+
+
+# ---------------------------------------------------------------- tokens and batches
+
+def encode(data: GlueSplit, tokenizer, max_length: int = 128) -> list:
+    """Token ids of every example (no padding), computed once per tokenizer and length."""
+    key = (tokenizer.name_or_path, len(tokenizer), max_length)
+    if key not in data._encoded:
+        pairs = (data.text_a,) if data.text_b is None else (data.text_a, data.text_b)
+        data._encoded[key] = tokenizer(*pairs, truncation=True, max_length=max_length)["input_ids"]
+    return data._encoded[key]
+
+
+def batches(data: GlueSplit, tokenizer, batch_size: int = 32, max_length: int = 128,
+            shuffle: bool = False, seed: int = 0, epoch: int = 0):
+    """Padded batches (dicts of tensors, ``labels`` included), grouped by length.
+
+    Examples of similar length go together, so padding wastes little compute. With ``shuffle``
+    the grouping is random within chunks of 50 batches and the batch order is random, both
+    decided by ``seed`` and ``epoch`` alone: the same call always gives the same batches.
+    """
+    ids = encode(data, tokenizer, max_length)
+    order = list(range(len(ids)))
+    if shuffle:
+        r = random.Random(seed * 100_003 + epoch)
+        r.shuffle(order)
+        chunk = batch_size * 50
+        order = [i for s in range(0, len(order), chunk) for i in sorted(order[s:s + chunk], key=lambda i: len(ids[i]))]
+        groups = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+        r.shuffle(groups)
+    else:  # evaluation: sorted by length, order does not matter
+        order.sort(key=lambda i: len(ids[i]))
+        groups = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+    label_dtype = torch.float32 if data.task.is_regression else torch.long
+    pad = tokenizer.pad_token_id or 0
+    for group in groups:
+        width = max(len(ids[i]) for i in group)
+        input_ids = torch.full((len(group), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(group), width), dtype=torch.long)
+        for row, i in enumerate(group):
+            input_ids[row, :len(ids[i])] = torch.tensor(ids[i])
+            mask[row, :len(ids[i])] = 1
+        yield {"input_ids": input_ids, "attention_mask": mask,
+               "labels": torch.tensor([data.labels[i] for i in group], dtype=label_dtype), "index": torch.tensor(group)}

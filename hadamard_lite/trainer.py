@@ -1,0 +1,283 @@
+"""A small trainer for GLUE classification and regression, readable in one sitting.
+
+    trainer = Trainer(model, tokenizer, train, dev, TrainConfig(lr=3e-3, epochs=3))
+    result = trainer.fit()          # history per epoch, best dev metric, samples/s
+
+It trains whatever has ``requires_grad`` (see ``freeze_for_stage``), on CUDA, Apple MPS or the
+CPU; in bf16 autocast on GPUs that have it and fp16 with a gradient scaler on those that do not
+(Colab's T4); in float32 on the CPU. Under ``torchrun --nproc_per_node=N`` it runs as N
+DistributedDataParallel processes, each on its share of every epoch's batches.
+"""
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import GlueSplit, batches
+from .metrics import glue_metrics
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    lr: float = 3e-3
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    max_length: int = 128
+    warmup_ratio: float = 0.06  # share of all steps spent ramping the learning rate up from 0
+    weight_decay: float = 0.01  # only on matrices: adapter scales, biases and LayerNorms must stay near 1 or 0
+    max_grad_norm: float = 1.0
+    grad_accum: int = 1  # optimizer step every this many batches
+    seed: int = 0
+    device: str = "auto"
+    keep_best: bool = True  # end with the weights of the best epoch on the dev set
+    checkpoint_dir: str | None = None  # write checkpoint.pt there after every epoch
+    resume_from: str | None = None  # a checkpoint.pt to continue from
+    progress: bool = True
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def precision_for(device: torch.device) -> str:
+    """bf16 where the GPU has it, fp16 (with a gradient scaler) on older GPUs, else fp32."""
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
+    """Linear warm-up to ``base_lr``, then linear decay to 0 at ``total_steps``."""
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    return base_lr * max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+
+def _distributed() -> tuple:
+    """``(rank, world size)``; starts the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, tokenizer, train_data: GlueSplit, eval_data: GlueSplit | None = None,
+                 config: TrainConfig | None = None, callbacks=()):
+        self.config = config or TrainConfig()
+        self.tokenizer, self.train_data, self.eval_data = tokenizer, train_data, eval_data
+        self.callbacks = list(callbacks)  # each called as callback(trainer, epoch_record) after every epoch
+        self.rank, self.world = _distributed()
+        self.device = pick_device(self.config.device)
+        if self.world > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        self.precision = precision_for(self.device)
+        self.model = model.to(self.device)
+        self.trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        if not self.trainable:
+            raise ValueError("nothing to train: every parameter has requires_grad=False; call freeze_for_stage first")
+        half = [n for n, p in self.trainable.items() if p.dtype != torch.float32]
+        if half:
+            raise ValueError(f"refusing to train half-precision master weights ({half[0]} is "
+                             f"{self.trainable[half[0]].dtype}): load the model in float32; "
+                             "mixed precision is applied by autocast")
+        # Weight decay pulls towards 0: right for matrices, wrong for scales that start at 1.
+        decay = [p for p in self.trainable.values() if p.ndim >= 2]
+        no_decay = [p for p in self.trainable.values() if p.ndim < 2]
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.config.weight_decay},
+                                            {"params": no_decay, "weight_decay": 0.0}], lr=self.config.lr)
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        self.wrapped = (nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                        if self.world > 1 else model)
+        self.step, self.epoch = 0, 0
+        self.history, self.step_losses = [], []
+        self.best_metric, self.best_state = -math.inf, None
+        torch.manual_seed(self.config.seed)  # dropout; a resumed run restores the saved RNG state instead
+        if self.config.resume_from:
+            self.load_checkpoint(self.config.resume_from)
+
+    # ------------------------------------------------------------------ helpers
+    def _autocast(self):
+        if self.precision == "fp32":
+            return nullcontext()
+        return torch.autocast("cuda", dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
+
+    def _epoch_batches(self, epoch: int) -> list:
+        all_batches = list(batches(self.train_data, self.tokenizer, self.config.batch_size, self.config.max_length,
+                                   shuffle=True, seed=self.config.seed, epoch=epoch))
+        # Every process gets the same number of batches, or DDP would wait forever on one.
+        usable = len(all_batches) - len(all_batches) % self.world
+        return all_batches[self.rank:usable:self.world]
+
+    def _steps_per_epoch(self) -> int:
+        n = math.ceil(len(self.train_data) / self.config.batch_size) // self.world
+        return max(1, n // self.config.grad_accum)
+
+    def _trainable_state(self) -> dict:
+        return {n: p.detach().clone() for n, p in self.trainable.items()}
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def predict(self, data: GlueSplit):
+        """Predictions for every example of ``data``, in its order."""
+        self.model.eval()
+        out = [None] * len(data)
+        for batch in batches(data, self.tokenizer, self.config.eval_batch_size, self.config.max_length):
+            index = batch.pop("index")
+            batch.pop("labels")
+            with self._autocast():
+                logits = self.model(**{k: v.to(self.device) for k, v in batch.items()}).logits.float()
+            values = logits.squeeze(-1) if data.task.is_regression else logits.argmax(-1)
+            for i, v in zip(index.tolist(), values.cpu().tolist()):
+                out[i] = v
+        return out
+
+    def evaluate(self, data: GlueSplit | None = None) -> dict:
+        data = data or self.eval_data
+        return glue_metrics(data.task.name, self.predict(data), data.labels)
+
+    # ------------------------------------------------------------------ training
+    def fit(self) -> dict:
+        cfg = self.config
+        total_steps = self._steps_per_epoch() * cfg.epochs
+        warmup_steps = max(1, int(cfg.warmup_ratio * total_steps))
+        start_epoch, samples, started = self.epoch, 0, time.perf_counter()
+        for epoch in range(start_epoch, cfg.epochs):
+            self.model.train()
+            epoch_batches = self._epoch_batches(epoch)
+            bar = tqdm(epoch_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress or self.rank != 0,
+                       leave=False)
+            losses = []
+            for i, batch in enumerate(bar):
+                batch.pop("index")
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                with self._autocast():
+                    loss = self.wrapped(**batch).loss
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"the loss became {loss.item()} at epoch {epoch + 1}, step {self.step}: training stopped. "
+                        f"Lower the learning rate (now {cfg.lr}) or check the data and labels.")
+                scaled = loss / cfg.grad_accum  # accumulated gradients then average over batches
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+                losses.append(loss.item())
+                samples += len(batch["labels"])
+                if (i + 1) % cfg.grad_accum and i + 1 != len(epoch_batches):
+                    continue  # accumulate gradients over grad_accum batches
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr_at(self.step, total_steps, warmup_steps, cfg.lr)
+                if self.scaler:
+                    self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.trainable.values(), cfg.max_grad_norm)
+                if self.scaler:
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                self.step_losses.append(losses[-1])
+                if self.step % 10 == 0:
+                    bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+            record = {"epoch": epoch + 1, "step": self.step, "train_loss": sum(losses) / max(1, len(losses)),
+                      "lr": self.optimizer.param_groups[0]["lr"]}
+            if self.eval_data is not None:
+                metrics = self.evaluate()
+                record.update({f"eval_{k}": v for k, v in metrics.items()})
+                main = next(iter(metrics.values()))
+                if main > self.best_metric:
+                    self.best_metric, self.best_state = main, self._trainable_state()
+            self.history.append(record)
+            self.epoch = epoch + 1
+            if cfg.checkpoint_dir and self.rank == 0:
+                self.save_checkpoint(Path(cfg.checkpoint_dir) / "checkpoint.pt")
+            for callback in self.callbacks:
+                callback(self, record)
+        elapsed = time.perf_counter() - started
+        if cfg.keep_best and self.best_state is not None:
+            with torch.no_grad():
+                for n, value in self.best_state.items():
+                    self.trainable[n].copy_(value)
+        return {"history": self.history, "best_metric": self.best_metric, "train_seconds": elapsed,
+                "samples_per_second": samples * self.world / elapsed if elapsed else 0.0,
+                "device": str(self.device), "precision": self.precision}
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, path) -> None:
+        """Everything needed to continue exactly: trainable weights, optimizer, step, RNG."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_save({
+            "trainable": self._trainable_state(), "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler else None, "step": self.step, "epoch": self.epoch,
+            "history": self.history, "step_losses": self.step_losses, "best_metric": self.best_metric,
+            "best_state": self.best_state, "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "config": asdict(self.config),
+        }, path)
+
+    def load_checkpoint(self, path) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        missing = set(self.trainable) ^ set(state["trainable"])
+        if missing:
+            raise ValueError(f"checkpoint {path} does not match this model's trainable parameters "
+                             f"(differing: {sorted(missing)[:3]}); freeze the model the same way as when it was saved")
+        with torch.no_grad():
+            for n, value in state["trainable"].items():
+                self.trainable[n].copy_(value)
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.history, self.step_losses = state["history"], state["step_losses"]
+        self.best_metric, self.best_state = state["best_metric"], state["best_state"]
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def train_two_stage(model: nn.Module, tokenizer, train_data: GlueSplit, eval_data: GlueSplit | None = None,
+                    head_epochs: int = 1, adapter_epochs: int = 3, head_lr: float = 1e-2, adapter_lr: float = 1e-2,
+                    train_head: bool = True, layers=None, config: TrainConfig | None = None) -> dict:
+    """The paper's recipe: (1) only the classifier head trains; (2) adapters are injected and
+    only they and the post-attention LayerNorms train (plus the head if ``train_head``).
+
+    The paper leaves the learning rates and whether the head trains in stage 2 open; the defaults
+    here were chosen by ``benchmarks/two_stage_sweep.py`` (see its results file). ``config``
+    supplies everything else (batch size, seed, device, ...).
+    """
+    from .adapter import add_hadamard_adapter, adapted_layers
+    from .freezing import freeze_for_stage
+
+    base = config or TrainConfig()
+    results = {}
+    if head_epochs > 0:
+        freeze_for_stage(model, "head")
+        stage = TrainConfig(**{**asdict(base), "epochs": head_epochs, "lr": head_lr})
+        results["head"] = Trainer(model, tokenizer, train_data, eval_data, stage).fit()
+    if not adapted_layers(model):
+        add_hadamard_adapter(model, layers)
+    freeze_for_stage(model, "adapter", train_head=train_head)
+    stage = TrainConfig(**{**asdict(base), "epochs": adapter_epochs, "lr": adapter_lr})
+    results["adapter"] = Trainer(model, tokenizer, train_data, eval_data, stage).fit()
+    results["best_metric"] = results["adapter"]["best_metric"]
+    return results
