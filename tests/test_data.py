@@ -1,0 +1,129 @@
+"""GLUE loading from each source, subsets, batching and bad input."""
+import collections
+
+import pytest
+
+from hadamard_lite import data as glue
+from hadamard_lite.data import SAMPLE_SOURCE, batches, load_glue
+from hadamard_lite.glue_tasks import GLUE_TASKS
+from hadamard_lite.models import load_tokenizer
+
+
+@pytest.fixture
+def tsv_tree(tmp_path):
+    """A small glue_data/ tree in the classic layout, including its quirks."""
+    (tmp_path / "SST-2").mkdir()
+    (tmp_path / "SST-2" / "train.tsv").write_text(
+        "sentence\tlabel\n" + "".join(f"a \"quoted sentence {i} \t{i % 2}\n" for i in range(20)))
+    (tmp_path / "CoLA").mkdir()  # no header
+    (tmp_path / "CoLA" / "dev.tsv").write_text("gj04\t1\t\tThe cat sat.\ngj04\t0\t*\tCat the sat.\n")
+    (tmp_path / "MRPC").mkdir()  # starts with a byte-order mark
+    (tmp_path / "MRPC" / "dev.tsv").write_text(
+        "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\tA b .\tB a .\n0\t3\t4\tC .\tD .\n", encoding="utf-8")
+    (tmp_path / "RTE").mkdir()
+    (tmp_path / "RTE" / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\tP .\tH .\tnot_entailment\n")
+    (tmp_path / "STS-B").mkdir()
+    (tmp_path / "STS-B" / "dev.tsv").write_text(
+        "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+        "0\tmain\tf\t2012\t1\tnone\tnone\tA plane.\tAn airplane.\t4.800\n")
+    return tmp_path
+
+
+def test_tsv_source(tsv_tree):
+    sst2 = load_glue("sst2", "train", data_dir=tsv_tree)
+    assert len(sst2) == 20 and sst2.text_b is None and sst2.labels[:3] == [0, 1, 0]
+    assert sst2.text_a[0] == 'a "quoted sentence 0 '  # quotes are text, not CSV quoting
+    assert sst2.source.startswith("GLUE TSV") and str(tsv_tree) in sst2.source
+    cola = load_glue("cola", "dev", data_dir=tsv_tree)
+    assert cola.text_a == ["The cat sat.", "Cat the sat."] and cola.labels == [1, 0]
+    mrpc = load_glue("MRPC", "dev", data_dir=tsv_tree)
+    assert mrpc.text_b == ["B a .", "D ."] and mrpc.labels == [1, 0]
+    assert load_glue("rte", "dev", data_dir=tsv_tree).labels == [1]  # hub order: not_entailment = 1
+    assert load_glue("stsb", "dev", data_dir=tsv_tree).labels == [4.8]
+
+
+def test_glue_dir_environment_variable(tsv_tree, monkeypatch):
+    monkeypatch.setenv("GLUE_DIR", str(tsv_tree))
+    assert len(load_glue("sst2")) == 20
+
+
+def test_hub_source_with_a_local_dataset(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    fake = datasets.Dataset.from_dict({"premise": ["p1", "p2"], "hypothesis": ["h1", "h2"], "label": [2, 0]})
+    asked = []
+    monkeypatch.setattr(glue, "_load_hub_split", lambda task, split: asked.append((task.name, split)) or fake)
+    mnli = load_glue("mnli", "dev", source="hub")
+    assert asked == [("mnli", "dev")]
+    assert mnli.text_a == ["p1", "p2"] and mnli.text_b == ["h1", "h2"] and mnli.labels == [2, 0]
+    assert mnli.source == "hub nyu-mll/glue"
+
+
+def test_auto_without_glue_dir_and_offline_uses_the_labelled_sample(monkeypatch):
+    monkeypatch.delenv("GLUE_DIR", raising=False)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    for name, task in GLUE_TASKS.items():
+        for split in task.dev_files:
+            data = load_glue(name, split)
+            assert data.source == SAMPLE_SOURCE and "NOT GLUE" in data.source
+            assert len(data) > 0 and (data.text_b is not None) == task.is_pair
+            if not task.is_regression:
+                assert set(data.labels) == set(range(task.num_labels))
+    assert load_glue("sst2").text_a == load_glue("sst2").text_a  # always the same
+
+
+def test_seeded_stratified_limit(glue_dir):
+    full = load_glue("sst2", "dev", data_dir=glue_dir)
+    small = load_glue("sst2", "dev", data_dir=glue_dir, limit=100, seed=3)
+    assert len(small) == 100 and small.labels == load_glue("sst2", "dev", data_dir=glue_dir, limit=100, seed=3).labels
+    assert small.text_a != load_glue("sst2", "dev", data_dir=glue_dir, limit=100, seed=4).text_a
+    share = collections.Counter(full.labels)[1] / len(full)
+    assert abs(collections.Counter(small.labels)[1] / 100 - share) <= 0.01
+
+
+def test_real_glue_row_counts(glue_dir):
+    expected = {"cola": (8551, 1043), "sst2": (67349, 872), "mrpc": (3668, 408), "stsb": (5749, 1500),
+                "rte": (2490, 277), "wnli": (635, 71)}
+    for task, (train, dev) in expected.items():
+        assert (len(load_glue(task, "train", glue_dir)), len(load_glue(task, "dev", glue_dir))) == (train, dev)
+
+
+def test_batches_pad_dynamically_and_are_deterministic():
+    data = load_glue("mrpc", "train", source="sample")
+    tokenizer = load_tokenizer()
+    first = list(batches(data, tokenizer, batch_size=16, shuffle=True, seed=1, epoch=0))
+    again = list(batches(data, tokenizer, batch_size=16, shuffle=True, seed=1, epoch=0))
+    other = list(batches(data, tokenizer, batch_size=16, shuffle=True, seed=1, epoch=1))
+    assert all((a["index"] == b["index"]).all() for a, b in zip(first, again))
+    assert any((a["index"] != b["index"]).any() for a, b in zip(first, other))
+    seen = sorted(i for b in first for i in b["index"].tolist())
+    assert seen == list(range(len(data)))  # every example exactly once
+    for b in first:  # padded to the longest in the batch, not to max_length
+        assert b["attention_mask"].sum(1).max() == b["input_ids"].shape[1]
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(task="nope"), ValueError, "unknown GLUE task 'nope'.*sst2"),
+    (dict(task="sst2", split="test_matched"), ValueError, "no split"),
+    (dict(task="sst2", source="web"), ValueError, "unknown source"),
+    (dict(task="sst2", limit=0, source="sample"), ValueError, "positive"),
+])
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        load_glue(**kwargs)
+
+
+def test_task_missing_from_the_directory_names_task_path_and_fix(tsv_tree):
+    with pytest.raises(FileNotFoundError, match=r"'qqp'.*QQP/train.tsv.*GLUE_DIR"):
+        load_glue("qqp", "train", data_dir=tsv_tree)
+
+
+def test_malformed_files(tsv_tree):
+    (tsv_tree / "SST-2" / "dev.tsv").write_text("sentence\tlabel\ngood film\tpositive-ish\n")
+    with pytest.raises(ValueError, match=r"line 2: label 'positive-ish'"):
+        load_glue("sst2", "dev", data_dir=tsv_tree)
+    (tsv_tree / "SST-2" / "dev.tsv").write_text("text\tlabel\ngood film\t1\n")
+    with pytest.raises(ValueError, match=r"header lacks \['sentence'\]"):
+        load_glue("sst2", "dev", data_dir=tsv_tree)
+    (tsv_tree / "RTE" / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\tonly two\n")
+    with pytest.raises(ValueError, match="line 2: expected a tab-separated row"):
+        load_glue("rte", "dev", data_dir=tsv_tree)
