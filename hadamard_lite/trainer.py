@@ -133,6 +133,16 @@ class Trainer:
         n = math.ceil(len(self.train_data) / self.config.batch_size) // self.world
         return max(1, n // self.config.grad_accum)
 
+    def _check_losses(self, losses: list, epoch: int) -> None:
+        """Stop on a NaN or infinite loss instead of training on garbage; show the latest loss."""
+        recent = torch.stack(losses[-20:]).float().cpu()
+        if not torch.isfinite(recent).all():
+            raise FloatingPointError(
+                f"the loss became {recent[~torch.isfinite(recent)][0].item()} in epoch {epoch + 1}, "
+                f"near step {self.step}: training stopped. Lower the learning rate "
+                f"(now {self.config.lr}) or check the data and labels.")
+        self._bar.set_postfix(loss=f"{recent[-1].item():.4f}", refresh=False)
+
     def _trainable_state(self) -> dict:
         return {n: p.detach().clone() for n, p in self.trainable.items()}
 
@@ -161,27 +171,29 @@ class Trainer:
         cfg = self.config
         total_steps = self._steps_per_epoch() * cfg.epochs
         warmup_steps = max(1, int(cfg.warmup_ratio * total_steps))
-        start_epoch, samples, started = self.epoch, 0, time.perf_counter()
+        start_epoch, samples, started, eval_seconds = self.epoch, 0, time.perf_counter(), 0.0
+        # Reading a loss makes the CPU wait for the GPU; on a GPU we look every 20 steps so it
+        # stays busy (a NaN then costs at most 19 wasted steps), on the CPU after every step.
+        check_every = 1 if self.device.type == "cpu" else 20
         for epoch in range(start_epoch, cfg.epochs):
             self.model.train()
             epoch_batches = self._epoch_batches(epoch)
-            bar = tqdm(epoch_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress or self.rank != 0,
-                       leave=False)
+            self._bar = bar = tqdm(epoch_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                                   disable=not cfg.progress or self.rank != 0)
             losses = []
             for i, batch in enumerate(bar):
                 batch.pop("index")
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 with self._autocast():
                     loss = self.wrapped(**batch).loss
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"the loss became {loss.item()} at epoch {epoch + 1}, step {self.step}: training stopped. "
-                        f"Lower the learning rate (now {cfg.lr}) or check the data and labels.")
                 scaled = loss / cfg.grad_accum  # accumulated gradients then average over batches
                 (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-                losses.append(loss.item())
+                losses.append(loss.detach())
                 samples += len(batch["labels"])
-                if (i + 1) % cfg.grad_accum and i + 1 != len(epoch_batches):
+                last = i + 1 == len(epoch_batches)
+                if (i + 1) % check_every == 0 or last:
+                    self._check_losses(losses, epoch)
+                if (i + 1) % cfg.grad_accum and not last:
                     continue  # accumulate gradients over grad_accum batches
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr_at(self.step, total_steps, warmup_steps, cfg.lr)
@@ -195,13 +207,14 @@ class Trainer:
                     self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
-                self.step_losses.append(losses[-1])
-                if self.step % 10 == 0:
-                    bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+            losses = [float(x) for x in losses]
+            self.step_losses += losses
             record = {"epoch": epoch + 1, "step": self.step, "train_loss": sum(losses) / max(1, len(losses)),
                       "lr": self.optimizer.param_groups[0]["lr"]}
             if self.eval_data is not None:
+                eval_started = time.perf_counter()
                 metrics = self.evaluate()
+                eval_seconds += time.perf_counter() - eval_started
                 record.update({f"eval_{k}": v for k, v in metrics.items()})
                 main = next(iter(metrics.values()))
                 if main > self.best_metric:
@@ -212,12 +225,15 @@ class Trainer:
                 self.save_checkpoint(Path(cfg.checkpoint_dir) / "checkpoint.pt")
             for callback in self.callbacks:
                 callback(self, record)
-        elapsed = time.perf_counter() - started
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - started - eval_seconds  # training alone, batching included
         if cfg.keep_best and self.best_state is not None:
             with torch.no_grad():
                 for n, value in self.best_state.items():
                     self.trainable[n].copy_(value)
         return {"history": self.history, "best_metric": self.best_metric, "train_seconds": elapsed,
+                "eval_seconds": eval_seconds,
                 "samples_per_second": samples * self.world / elapsed if elapsed else 0.0,
                 "device": str(self.device), "precision": self.precision}
 
