@@ -29,8 +29,8 @@ from hadamard_lite.trainer import TrainConfig, Trainer, pick_device  # noqa: E40
 
 TASKS = ["sst2", "mrpc", "stsb", "rte", "cola"]
 QUALITY_TASKS = ["sst2", "mrpc", "stsb", "rte"]  # the target's mean
-LEARNING_RATES = {"full": 5e-5, "head": 1e-2, "hadamard": 1e-2, "bitfit": 5e-3, "layernorm": 5e-3,
-                  "ia3": 5e-3, "lora": 5e-4}
+LEARNING_RATES = {"full": 1e-4, "head": 1e-2, "hadamard": 1e-2, "bitfit": 5e-3, "layernorm": 5e-3,
+                  "ia3": 5e-3, "lora": 1e-3}
 METHODS = list(LEARNING_RATES)
 
 
@@ -81,8 +81,12 @@ def base_parameters() -> int:
 def run_quality(args, tokenizer, device) -> list:
     rows = []
     base = base_parameters()
+    started = time.perf_counter()
     for seed in args.seeds:
         for task in args.tasks:
+            if rows and time.perf_counter() - started > args.time_budget:
+                print(f"time budget of {args.time_budget} s spent: stopped before seed {seed}, {task}", flush=True)
+                return rows
             train = load_glue(task, "train", limit=args.limit or None, seed=seed)
             dev = load_glue(task, "dev", limit=args.eval_limit or None, seed=0)
             for method in args.methods:
@@ -152,7 +156,13 @@ def run_speed(args, tokenizer, device) -> list:
 
 
 def summarize(rows: list) -> dict:
-    """Mean over seeds per (method, task), the 4-task mean, and the Hadamard/full ratios."""
+    """Mean over seeds per (method, task), the 4-task mean, and the Hadamard/full ratios.
+    A seed that a time budget cut short is left out when at least one seed is complete."""
+    runs_per_seed = {}
+    for r in rows:
+        runs_per_seed[r["seed"]] = runs_per_seed.get(r["seed"], 0) + 1
+    complete = {s for s, n in runs_per_seed.items() if n == max(runs_per_seed.values())}
+    rows = [r for r in rows if r["seed"] in complete]
     table = {}
     for r in rows:
         table.setdefault(r["method"], {}).setdefault(r["task"], []).append(r)
@@ -224,6 +234,8 @@ def main() -> None:
     parser.add_argument("--speed-examples", type=int, default=512)
     parser.add_argument("--speed-batch-size", type=int, default=32)
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--time-budget", type=float, default=float("inf"),
+                        help="seconds after which no further seed is started")
     parser.add_argument("--out", default="results/benchmark_cpu")
     args = parser.parse_args()
     device = pick_device()
