@@ -233,7 +233,7 @@ class Trainer:
                 for n, value in self.best_state.items():
                     self.trainable[n].copy_(value)
         return {"history": self.history, "best_metric": self.best_metric, "train_seconds": elapsed,
-                "eval_seconds": eval_seconds,
+                "eval_seconds": eval_seconds, "step_losses": self.step_losses,
                 "samples_per_second": samples * self.world / elapsed if elapsed else 0.0,
                 "device": str(self.device), "precision": self.precision}
 

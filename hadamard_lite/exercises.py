@@ -1,0 +1,58 @@
+"""Check functions for the notebook exercises: each says whether an answer is right, and why not.
+
+They print a short verdict and return True or False, so a teacher can collect them as an
+assignment's score. The answers they compare against are computed, never stored.
+"""
+import torch
+
+from .counting import hadamard_parameter_count, method_parameter_counts
+from .models import published_config
+
+
+def _verdict(ok: bool, hint: str) -> bool:
+    print("Correct!" if ok else f"Not yet. {hint}")
+    return ok
+
+
+def check_head_parameters(answer: int, hidden_size: int = 384, num_labels: int = 2) -> bool:
+    """Notebook 01: parameters of a linear classifier head (weights and biases)."""
+    return _verdict(answer == hidden_size * num_labels + num_labels,
+                    f"The head maps {hidden_size} features to {num_labels} logits: count the weight matrix and the bias.")
+
+
+def check_adapter_gradients(grad_fn) -> bool:
+    """Notebook 02: ``grad_fn(a, upstream) -> (dW, db)`` for ``y = a * W + b`` summed over tokens,
+    where ``a`` and ``upstream`` (dL/dy) have shape (batch, tokens, hidden)."""
+    g = torch.Generator().manual_seed(0)
+    a, upstream = torch.randn(2, 5, 8, generator=g), torch.randn(2, 5, 8, generator=g)
+    weight, bias = torch.ones(8, requires_grad=True), torch.zeros(8, requires_grad=True)
+    (a * weight + bias).backward(upstream)
+    dw, db = grad_fn(a, upstream)
+    ok = torch.allclose(torch.as_tensor(dw), weight.grad, atol=1e-5) and torch.allclose(torch.as_tensor(db), bias.grad, atol=1e-5)
+    return _verdict(ok, "W and b are shared by every token and batch item, so their gradients sum over those "
+                        "two dimensions; dW also carries the factor a.")
+
+
+def check_merge(merge_fn) -> bool:
+    """Notebook 02: ``merge_fn(linear, W, b) -> (weight, bias)`` of one Linear equal to adapter(linear(x))."""
+    g = torch.Generator().manual_seed(1)
+    linear = torch.nn.Linear(6, 6)
+    w, b, x = torch.randn(6, generator=g), torch.randn(6, generator=g), torch.randn(3, 6, generator=g)
+    weight, bias = merge_fn(linear, w, b)
+    with torch.no_grad():
+        ok = torch.allclose(x @ torch.as_tensor(weight).T + torch.as_tensor(bias), linear(x) * w + b, atol=1e-5)
+    return _verdict(ok, "Scale each output row of the weight by W, and pass the bias through the adapter too.")
+
+
+def check_trainable_count(answer: int, model_name: str, layers=None) -> bool:
+    """Notebooks 03 and 04: Hadamard adapter plus post-attention LayerNorm parameters."""
+    expected, _ = hadamard_parameter_count(model_name, layers)
+    return _verdict(answer == expected, "Each adapted layer trains W and b of the adapter and the LayerNorm's "
+                                        "weight and bias: four vectors of the hidden size.")
+
+
+def check_method_count(answer: int, method: str, model_name: str = "bert-base-uncased") -> bool:
+    """Notebook 04: trainable parameters of ``method`` on a published model (head excluded)."""
+    expected = method_parameter_counts(published_config(model_name))[method]
+    return _verdict(answer == expected, f"Write {method}'s count as a formula of layers, hidden size and "
+                                        "feed-forward size, then plug in the config's numbers.")

@@ -1,0 +1,22 @@
+"""The notebook check functions accept right answers and reject wrong ones."""
+import torch
+
+from hadamard_lite import exercises
+
+
+def test_check_functions(capsys):
+    assert exercises.check_head_parameters(1155, hidden_size=384, num_labels=3)
+    assert not exercises.check_head_parameters(1152, hidden_size=384, num_labels=3)
+    assert exercises.check_trainable_count(65_536, "bert-large-uncased", layers=range(16))
+    assert not exercises.check_trainable_count(32_768, "bert-large-uncased", layers=range(16))
+    assert exercises.check_method_count(294_912, "lora")
+    assert not exercises.check_method_count(147_456, "lora")
+    out = capsys.readouterr().out
+    assert out.count("Correct!") == 3 and out.count("Not yet.") == 3
+
+
+def test_gradient_and_merge_checks():
+    assert exercises.check_adapter_gradients(lambda a, g: ((g * a).sum((0, 1)), g.sum((0, 1))))
+    assert not exercises.check_adapter_gradients(lambda a, g: ((g * a).mean((0, 1)), g.sum((0, 1))))
+    assert exercises.check_merge(lambda lin, w, b: (lin.weight * w[:, None], lin.bias * w + b))
+    assert not exercises.check_merge(lambda lin, w, b: (lin.weight * w[None, :], lin.bias + b))
