@@ -127,3 +127,18 @@ def test_malformed_files(tsv_tree):
     (tsv_tree / "RTE" / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\tonly two\n")
     with pytest.raises(ValueError, match="line 2: expected a tab-separated row"):
         load_glue("rte", "dev", data_dir=tsv_tree)
+
+
+def test_own_data_as_a_glue_split_trains():
+    import hadamard_lite as hl
+    from hadamard_lite.data import GlueSplit
+    from hadamard_lite.glue_tasks import get_task
+    from hadamard_lite.trainer import TrainConfig, Trainer
+    from test_trainer import small_bert
+
+    train = GlueSplit(get_task("sst2"), "train", "my reviews", ["great phone", "broke in a day"] * 8, None, [1, 0] * 8)
+    model = small_bert()
+    hl.add_hadamard_adapter(model)
+    hl.freeze_for_stage(model, "adapter", train_head=True)
+    result = Trainer(model, hl.load_tokenizer(), train, train, TrainConfig(epochs=1, progress=False)).fit()
+    assert 0.0 <= result["best_metric"] <= 1.0 and len(result["history"]) == 1
