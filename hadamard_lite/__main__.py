@@ -24,7 +24,7 @@ def _percent(part, whole):
 def train(args) -> int:
     import torch
     import hadamard_lite as hl
-    from hadamard_lite.adapter_files import _atomic_write
+    from hadamard_lite.adapter_files import atomic_write
     from hadamard_lite.data import load_glue
     from hadamard_lite.trainer import TrainConfig, pick_device, train_two_stage
 
@@ -56,7 +56,7 @@ def train(args) -> int:
                "trainable_params": trainable, "base_params": base_total, "seconds": seconds,
                "samples_per_second": stage["samples_per_second"], "device": stage["device"],
                "precision": stage["precision"], "history": {k: v["history"] for k, v in result.items() if k != "best_metric"}}
-    _atomic_write(out / SUMMARY_NAME, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2) + "\n"))
+    atomic_write(out / SUMMARY_NAME, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2) + "\n"))
     print(f"{summary['task']} | {metric} {result['best_metric']:.4f} | trainable params {trainable:,} "
           f"({_percent(trainable, base_total)}) | {seconds:.1f} s | {stage['samples_per_second']:.0f} samples/s "
           f"({stage['device']}, {stage['precision']}) | adapter saved to {out}")

@@ -21,7 +21,7 @@ CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same directory, then rename: a crash mid-write
     leaves the old file (or none), never a truncated one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -79,8 +79,8 @@ def save_adapter(model: nn.Module, directory) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     # safetensors wants contiguous CPU tensors that share no memory.
     cpu = {n: t.to("cpu").contiguous().clone() for n, t in tensors.items()}
-    _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(cpu, tmp, metadata={"format": "pt"}))
-    _atomic_write(directory / CONFIG_NAME,
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(cpu, tmp, metadata={"format": "pt"}))
+    atomic_write(directory / CONFIG_NAME,
                   lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n"))
     return directory
 

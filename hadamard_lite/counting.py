@@ -5,9 +5,16 @@ read off a weightless model built on the meta device; added modules (Houlsby ada
 IA3, Hadamard) are counted from their definition. The task head is left out everywhere, so the
 numbers compare the methods, not the head.
 """
-from .adapter import add_hadamard_adapter, encoder_layers, post_attention_layer_norms
+from .adapter import add_hadamard_adapter, post_attention_layer_norms
 from .freezing import count_parameters
 from .models import model_from_config, published_config
+
+
+def _hadamard_trainable(model, layers=None) -> int:
+    """Inject adapters into a (weightless) model and count adapters + post-attention LayerNorms."""
+    add_hadamard_adapter(model, layers)
+    adapters = sum(p.numel() for n, p in model.named_parameters() if ".hadamard." in n)
+    return adapters + sum(p.numel() for m in post_attention_layer_norms(model).values() for p in m.parameters())
 
 
 def _dims(config) -> tuple:
@@ -30,9 +37,7 @@ def method_parameter_counts(config, houlsby_bottleneck: int = 64, lora_rank: int
     layers, d, ff = _dims(config)
     model = model_from_config(config)
     names = dict(model.named_parameters())
-    add_hadamard_adapter(model, hadamard_layers)
-    adapters = sum(p.numel() for n, p in model.named_parameters() if ".hadamard." in n)
-    norms = sum(p.numel() for m in post_attention_layer_norms(model).values() for p in m.parameters())
+    hadamard = _hadamard_trainable(model, hadamard_layers)
     return {
         "full": sum(p.numel() for p in names.values()),
         "houlsby": layers * 2 * (2 * d * houlsby_bottleneck + houlsby_bottleneck + d),
@@ -40,7 +45,7 @@ def method_parameter_counts(config, houlsby_bottleneck: int = 64, lora_rank: int
         "bitfit": sum(p.numel() for n, p in names.items() if n.endswith("bias")),
         "ia3": layers * (2 * d + ff),
         "layernorm": sum(p.numel() for n, p in names.items() if "LayerNorm" in n),
-        "hadamard": adapters + norms,
+        "hadamard": hadamard,
     }
 
 
@@ -48,7 +53,4 @@ def hadamard_parameter_count(name: str, layers=None) -> tuple:
     """``(adapter + post-attention LayerNorm parameters, base model parameters)`` of a published model."""
     model = model_from_config(published_config(name))
     base = count_parameters(model)[1]
-    add_hadamard_adapter(model, layers)
-    adapters = sum(p.numel() for n, p in model.named_parameters() if ".hadamard." in n)
-    norms = sum(p.numel() for m in post_attention_layer_norms(model).values() for p in m.parameters())
-    return adapters + norms, base
+    return _hadamard_trainable(model, layers), base

@@ -20,6 +20,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from .adapter_files import atomic_write
 from .data import GlueSplit, batches
 from .metrics import glue_metrics
 
@@ -73,12 +74,6 @@ def _distributed() -> tuple:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 class Trainer:
@@ -242,14 +237,14 @@ class Trainer:
         """Everything needed to continue exactly: trainable weights, optimizer, step, RNG."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_save({
+        atomic_write(path, lambda tmp: torch.save({
             "trainable": self._trainable_state(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None, "step": self.step, "epoch": self.epoch,
             "history": self.history, "step_losses": self.step_losses, "best_metric": self.best_metric,
             "best_state": self.best_state, "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "config": asdict(self.config),
-        }, path)
+        }, tmp))
 
     def load_checkpoint(self, path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=False)
