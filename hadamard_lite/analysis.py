@@ -1,0 +1,162 @@
+"""The analyses behind the paper's findings, as functions: what the adapters learned, how alike
+they are across tasks, which layers matter, and how attention outputs change under fine-tuning.
+
+    stats = adapter_statistics(model)                          # per layer: how far W is from 1, b from 0
+    sim = cross_task_similarity({"sst2": m1, "rte": m2})       # per layer: cosine of W-1 and of b
+    ranking = layer_importance(model, pretrained, tokenizer, dev)
+    r2 = fit_attention_maps(capture_attention_outputs(pre, ...), capture_attention_outputs(post, ...))
+"""
+import numpy as np
+import torch
+from torch import nn
+
+from .adapter import architecture_of, encoder_layers, hadamard_adapters, post_attention_layer_norms
+
+
+def adapter_vectors(model: nn.Module) -> tuple:
+    """``(layers, W, b)``: adapted layer indices and float64 arrays of shape (layers, hidden)."""
+    adapters = hadamard_adapters(model)
+    if not adapters:
+        raise ValueError("this model has no Hadamard adapters to analyse; train or load one first")
+    w = np.stack([a.weight.detach().cpu().double().numpy() for a in adapters.values()])
+    b = np.stack([a.bias.detach().cpu().double().numpy() for a in adapters.values()])
+    return list(adapters), w, b
+
+
+def adapter_statistics(model: nn.Module) -> list:
+    """Per adapted layer: mean and max of |W - 1| and |b|, and the L2 norms of W - 1 and b."""
+    layers, w, b = adapter_vectors(model)
+    return [{"layer": layer, "w_mean_abs": float(np.abs(w[i] - 1).mean()), "w_max_abs": float(np.abs(w[i] - 1).max()),
+             "w_norm": float(np.linalg.norm(w[i] - 1)), "b_mean_abs": float(np.abs(b[i]).mean()),
+             "b_max_abs": float(np.abs(b[i]).max()), "b_norm": float(np.linalg.norm(b[i]))}
+            for i, layer in enumerate(layers)]
+
+
+def _cosine(x: np.ndarray, y: np.ndarray) -> float:
+    denominator = np.linalg.norm(x) * np.linalg.norm(y)
+    return float(x @ y / denominator) if denominator else 0.0
+
+
+def cross_task_similarity(models: dict) -> dict:
+    """Cosine similarity between tasks' adapters, layer by layer.
+
+    ``models`` maps a task name to a model with adapters on the same layers. Returns
+    ``{"tasks", "layers", "w", "b"}`` where ``w[l, i, j]`` is the cosine of (W - 1) of tasks i
+    and j at layer l, and ``b`` the same for the biases.
+    """
+    tasks = list(models)
+    vectors = {t: adapter_vectors(m) for t, m in models.items()}
+    layers = vectors[tasks[0]][0]
+    if any(v[0] != layers for v in vectors.values()):
+        raise ValueError(f"the adapters are on different layers: { {t: v[0] for t, v in vectors.items()} }")
+    out = {"tasks": tasks, "layers": layers}
+    for key, index, offset in (("w", 1, 1.0), ("b", 2, 0.0)):
+        out[key] = np.array([[[_cosine(vectors[a][index][l] - offset, vectors[c][index][l] - offset) for c in tasks]
+                              for a in tasks] for l in range(len(layers))])
+    return out
+
+
+@torch.no_grad()
+def reset_layer(model: nn.Module, pretrained: nn.Module, layer: int) -> dict:
+    """Put one layer's adapter back to the identity and its post-attention LayerNorm back to the
+    pre-trained values. Returns the old values, for ``restore_layer``."""
+    adapter = hadamard_adapters(model)[layer]
+    norm = post_attention_layer_norms(model, [layer])[layer]
+    original = post_attention_layer_norms(pretrained, [layer])[layer]
+    saved = {"adapter": {k: v.clone() for k, v in adapter.state_dict().items()},
+             "norm": {k: v.clone() for k, v in norm.state_dict().items()}}
+    adapter.weight.fill_(1.0)
+    adapter.bias.zero_()
+    norm.load_state_dict(original.state_dict())
+    return saved
+
+
+@torch.no_grad()
+def restore_layer(model: nn.Module, layer: int, saved: dict) -> None:
+    hadamard_adapters(model)[layer].load_state_dict(saved["adapter"])
+    post_attention_layer_norms(model, [layer])[layer].load_state_dict(saved["norm"])
+
+
+def layer_importance(model: nn.Module, pretrained: nn.Module, evaluate) -> list:
+    """Rank adapted layers by the drop in the dev metric when that layer alone is reset.
+
+    ``evaluate(model) -> float`` scores the model (higher is better); ``pretrained`` is the base
+    model the adapters were trained on (for the original LayerNorms). Returns dicts sorted from the
+    most to the least important layer.
+    """
+    from tqdm.auto import tqdm
+
+    full = evaluate(model)
+    rows = []
+    for layer in tqdm(list(hadamard_adapters(model)), desc="layer importance", leave=False):
+        saved = reset_layer(model, pretrained, layer)
+        score = evaluate(model)
+        restore_layer(model, layer, saved)
+        rows.append({"layer": layer, "score_without": score, "drop": full - score})
+    return sorted(rows, key=lambda r: -r["drop"])
+
+
+@torch.no_grad()
+def capture_attention_outputs(model: nn.Module, batches, max_tokens: int = 20_000) -> list:
+    """Per layer, the self-attention output (the attention output projection's output, before any
+    adapter) for every non-padding token of ``batches``: a list of (tokens, hidden) float64 arrays."""
+    spec = architecture_of(model)
+    layers = encoder_layers(model)
+    captured = [[] for _ in layers]
+    hooks = []
+    for i, layer in enumerate(layers):
+        projection = layer.get_submodule(spec.projection)
+        target = getattr(projection, "linear", projection)  # before the adapter, if there is one
+        hooks.append(target.register_forward_hook(lambda m, inp, out, i=i: captured[i].append(out.detach())))
+    model.eval()
+    try:
+        seen = 0
+        for batch in batches:
+            mask = batch["attention_mask"].bool()
+            start = [len(c) for c in captured]
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            for i, c in enumerate(captured):  # keep real tokens only (ALBERT's shared layer runs many times)
+                c[start[i]:] = [x[mask] for x in c[start[i]:]]
+            seen += int(mask.sum())
+            if seen >= max_tokens:
+                break
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [torch.cat(c)[:max_tokens].double().cpu().numpy() for c in captured]
+
+
+def _r2(target: np.ndarray, prediction: np.ndarray) -> float:
+    residual = ((target - prediction) ** 2).sum()
+    total = ((target - target.mean(0)) ** 2).sum()
+    return float(1 - residual / total)
+
+
+def fit_attention_maps(before: np.ndarray, after: np.ndarray, holdout: float = 0.5) -> dict:
+    """How well maps of ``before`` (pre-trained attention outputs, tokens x hidden) predict
+    ``after`` (fine-tuned ones), as R² on held-out tokens:
+
+    - ``elementwise``: after_j = w_j * before_j + b_j (the Hadamard adapter's form);
+    - ``quadratic``: after_j = a_j * before_j² + w_j * before_j + b_j, still per dimension;
+    - ``linear``: after = before @ M + c, a full hidden x hidden map.
+    """
+    n = len(before)
+    split = int(n * (1 - holdout))
+    x, y, xt, yt = before[:split], after[:split], before[split:], after[split:]
+
+    def per_dimension(features, test_features):
+        prediction = np.empty_like(yt)
+        for j in range(y.shape[1]):
+            coef, *_ = np.linalg.lstsq(features(x[:, j]), y[:, j], rcond=None)
+            prediction[:, j] = test_features(xt[:, j]) @ coef
+        return prediction
+
+    linear_features = lambda v: np.stack([v, np.ones_like(v)], 1)
+    quadratic_features = lambda v: np.stack([v * v, v, np.ones_like(v)], 1)
+    full = np.hstack([x, np.ones((len(x), 1))])
+    coef, *_ = np.linalg.lstsq(full, y, rcond=None)
+    return {"elementwise": _r2(yt, per_dimension(linear_features, linear_features)),
+            "quadratic": _r2(yt, per_dimension(quadratic_features, quadratic_features)),
+            "linear": _r2(yt, np.hstack([xt, np.ones((len(xt), 1))]) @ coef),
+            "norm_before": float(np.linalg.norm(before, axis=1).mean()),
+            "norm_after": float(np.linalg.norm(after, axis=1).mean())}
