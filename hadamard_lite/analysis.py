@@ -160,3 +160,83 @@ def fit_attention_maps(before: np.ndarray, after: np.ndarray, holdout: float = 0
             "linear": _r2(yt, np.hstack([xt, np.ones((len(xt), 1))]) @ coef),
             "norm_before": float(np.linalg.norm(before, axis=1).mean()),
             "norm_after": float(np.linalg.norm(after, axis=1).mean())}
+
+
+# ---------------------------------------------------------------- pruning and sharing
+
+@torch.no_grad()
+def prune_layers(model: nn.Module, pretrained: nn.Module, keep) -> nn.Module:
+    """Keep the adapters of the layers in ``keep``; take the others out and give their
+    post-attention LayerNorms back their pre-trained values, so those layers are untouched."""
+    from .adapter import _parent_and_name, HadamardLinear
+
+    spec = architecture_of(model)
+    layers = encoder_layers(model)
+    keep = set(keep)
+    for i in hadamard_adapters(model):
+        if i in keep:
+            continue
+        post_attention_layer_norms(model, [i])[i].load_state_dict(post_attention_layer_norms(pretrained, [i])[i].state_dict())
+        parent, name = _parent_and_name(layers[i], spec.projection)
+        wrapped = getattr(parent, name)
+        assert isinstance(wrapped, HadamardLinear)
+        setattr(parent, name, wrapped.linear)
+    return model
+
+
+def share_adapters(models: dict, layers) -> dict:
+    """Make the task models use one adapter and one post-attention LayerNorm for each layer in
+    ``layers`` (the first task's), so training any task trains the shared ones; the other layers
+    stay task-specific. All models must have adapters on those layers."""
+    from .adapter import _parent_and_name
+
+    first = next(iter(models.values()))
+    spec = architecture_of(first)
+    for model in list(models.values())[1:]:
+        for i in layers:
+            source, target = encoder_layers(first)[i], encoder_layers(model)[i]
+            target.get_submodule(spec.projection).hadamard = source.get_submodule(spec.projection).hadamard
+            parent, name = _parent_and_name(target, spec.layer_norm)
+            setattr(parent, name, source.get_submodule(spec.layer_norm))
+    return models
+
+
+def train_multitask(models: dict, tokenizer, train: dict, dev: dict, epochs: int = 2, lr: float = 1e-2,
+                    batch_size: int = 32, seed: int = 0, progress: bool = True) -> dict:
+    """Train several task models together, one batch of a task at a time in a seeded random
+    order, with one optimizer over their (possibly shared) trainable parameters.
+
+    ``models``, ``train`` and ``dev`` map task names to models and ``GlueSplit``s. Returns the
+    best dev score of every task (main metric), with its trainable-parameter count overall.
+    """
+    import random
+
+    from tqdm.auto import tqdm
+
+    from .data import batches
+    from .trainer import TrainConfig, Trainer, lr_at
+
+    params = {id(p): p for m in models.values() for p in m.parameters() if p.requires_grad}
+    optimizer = torch.optim.AdamW(params.values(), lr=lr, weight_decay=0.0)
+    torch.manual_seed(seed)
+    schedule = [(t, b) for e in range(epochs) for t in train
+                for b in batches(train[t], tokenizer, batch_size, shuffle=True, seed=seed, epoch=e)]
+    order = list(range(len(schedule)))
+    random.Random(seed).shuffle(order)
+    best = {t: -float("inf") for t in models}
+    per_epoch = len(order) // epochs
+    for step, k in enumerate(tqdm(order, desc="multi-task", disable=not progress, leave=False)):
+        task, batch = schedule[k]
+        model = models[task].train()
+        batch.pop("index", None)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, len(order), max(1, len(order) // 16), lr)
+        model(**batch).loss.backward()
+        torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if (step + 1) % per_epoch == 0 or step + 1 == len(order):
+            for t, m in models.items():
+                score = next(iter(Trainer(m, tokenizer, dev[t], dev[t], TrainConfig(progress=False)).evaluate().values()))
+                best[t] = max(best[t], score)
+    return {"scores": best, "trainable": sum(p.numel() for p in params.values())}

@@ -89,3 +89,37 @@ def test_fit_attention_maps_tell_the_map_families_apart():
     squares = analysis.fit_attention_maps(before, before ** 2 + before)
     assert squares["quadratic"] > 0.999 > squares["elementwise"]
     assert elementwise["norm_before"] == pytest.approx(np.linalg.norm(before, axis=1).mean())
+
+
+def test_prune_layers_takes_adapters_out_and_restores_layer_norms():
+    pretrained = tiny_model("bert")
+    model = adapted()
+    with torch.no_grad():
+        hl.post_attention_layer_norms(model)[0].weight.add_(1.0)
+    analysis.prune_layers(model, pretrained, keep=[1, 2])
+    assert hl.adapted_layers(model) == [1, 2]
+    norm = model.bert.encoder.layer[0].attention.output.LayerNorm
+    assert torch.equal(norm.weight, pretrained.bert.encoder.layer[0].attention.output.LayerNorm.weight)
+
+
+def test_shared_adapters_are_one_module_and_train_together():
+    from hadamard_lite.data import load_glue
+    from test_trainer import small_bert
+
+    models = {}
+    for task, labels in (("sst2", 2), ("stsb", 1)):
+        models[task] = small_bert(num_labels=labels)
+        hl.add_hadamard_adapter(models[task])
+        hl.freeze_for_stage(models[task], "adapter", train_head=True)
+    analysis.share_adapters(models, layers=[0])
+    a, b = models["sst2"].bert.encoder.layer, models["stsb"].bert.encoder.layer
+    assert a[0].attention.output.dense.hadamard is b[0].attention.output.dense.hadamard
+    assert a[0].attention.output.LayerNorm is b[0].attention.output.LayerNorm
+    assert a[1].attention.output.dense.hadamard is not b[1].attention.output.dense.hadamard
+    train = {t: load_glue(t, "train", source="sample", limit=48) for t in models}
+    dev = {t: load_glue(t, "dev", source="sample", limit=24) for t in models}
+    result = analysis.train_multitask(models, hl.load_tokenizer(), train, dev, epochs=1, progress=False)
+    assert set(result["scores"]) == {"sst2", "stsb"}
+    # shared layer 0 counted once: 2 tasks x (layer 1 adapter + norm) + layer 0 once + two heads
+    assert result["trainable"] == 4 * 32 + 2 * 4 * 32 + (32 * 2 + 2) + (32 + 1)
+    assert not torch.equal(a[0].attention.output.dense.hadamard.weight, torch.ones(32))
