@@ -81,7 +81,9 @@ def base_parameters() -> int:
 
 
 def run_quality(args, tokenizer, device) -> list:
-    rows = []
+    previous = Path(args.out) / "results.json"
+    rows = json.loads(previous.read_text())["runs"] if args.resume and previous.is_file() else []
+    done = {(r["task"], r["method"], r["seed"]) for r in rows}
     base = base_parameters()
     started = time.perf_counter()
     for seed in args.seeds:
@@ -92,6 +94,8 @@ def run_quality(args, tokenizer, device) -> list:
             train = load_glue(task, "train", limit=args.limit or None, seed=seed)
             dev = load_glue(task, "dev", limit=args.eval_limit or None, seed=0)
             for method in args.methods:
+                if (task, method, seed) in done:
+                    continue  # --resume: measured by an earlier, interrupted run of the same command
                 torch.manual_seed(seed)
                 model = prepare(method, train.task.num_labels)
                 trainable = hl.count_parameters(model)[0]
@@ -207,7 +211,7 @@ def write(args, rows, speed) -> None:
         lines.append(f"| {method} | {LEARNING_RATES[method]:g} | " + " | ".join(cells) +
                      f" | {mean} | {s['trainable']:,} | {s['trainable_pct']:.4f} | {s['file_bytes'] / 1e3:.0f} "
                      f"| {s['samples_per_s']:.0f} | {mem} |")
-    if "hadamard" in summary and "full" in summary and summary["full"]["mean4"]:
+    if "hadamard" in summary and "full" in summary and summary["full"]["mean4"] and summary["hadamard"]["mean4"]:
         h, f = summary["hadamard"], summary["full"]
         lines += ["", f"Hadamard / full fine-tuning: quality {100 * h['mean4'] / f['mean4']:.1f}% (4-task mean), "
                       f"samples/s {h['samples_per_s'] / f['samples_per_s']:.2f}x"
@@ -237,6 +241,7 @@ def main() -> None:
     parser.add_argument("--speed-batch-size", type=int, default=32)
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--resume", action="store_true", help="keep the runs already in --out/results.json")
     parser.add_argument("--time-budget", type=float, default=float("inf"),
                         help="seconds after which no further seed is started")
     parser.add_argument("--out", default="results/benchmark_cpu")

@@ -56,3 +56,24 @@ def check_method_count(answer: int, method: str, model_name: str = "bert-base-un
     expected = method_parameter_counts(published_config(model_name))[method]
     return _verdict(answer == expected, f"Write {method}'s count as a formula of layers, hidden size and "
                                         "feed-forward size, then plug in the config's numbers.")
+
+
+def check_r2(r2_fn) -> bool:
+    """Notebook 06: ``r2_fn(target, prediction) -> float``, the coefficient of determination
+    over all entries of (tokens, hidden) arrays, with the mean taken per hidden dimension."""
+    import numpy as np
+
+    r = np.random.default_rng(0)
+    target = r.normal(size=(50, 4)) + np.arange(4)
+    prediction = target + r.normal(scale=0.5, size=target.shape)
+    expected = 1 - ((target - prediction) ** 2).sum() / ((target - target.mean(0)) ** 2).sum()
+    return _verdict(abs(float(r2_fn(target, prediction)) - expected) < 1e-9,
+                    "R² = 1 - (sum of squared residuals) / (sum of squared deviations from each column's mean).")
+
+
+def check_cosine_of_changes(cos_fn) -> bool:
+    """Notebook 05: ``cos_fn(w1, w2) -> float``, the cosine similarity of two adapters' changes
+    from the identity (W - 1), as cross-task similarity uses."""
+    a, b = torch.tensor([1.5, 1.0, 0.5]), torch.tensor([2.0, 1.0, 0.0])
+    ok = abs(float(cos_fn(a, b)) - 1.0) < 1e-6 and abs(float(cos_fn(a, torch.tensor([0.5, 1.0, 1.5]))) + 1.0) < 1e-6
+    return _verdict(ok, "Subtract 1 from both weight vectors first: an untrained adapter (all ones) means 'no change'.")

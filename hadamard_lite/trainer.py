@@ -126,7 +126,7 @@ class Trainer:
 
     def _steps_per_epoch(self) -> int:
         n = math.ceil(len(self.train_data) / self.config.batch_size) // self.world
-        return max(1, n // self.config.grad_accum)
+        return max(1, math.ceil(n / self.config.grad_accum))  # the last partial group steps too
 
     def _check_losses(self, losses: list, epoch: int) -> None:
         """Stop on a NaN or infinite loss instead of training on garbage; show the latest loss."""

@@ -20,3 +20,12 @@ def test_gradient_and_merge_checks():
     assert not exercises.check_adapter_gradients(lambda a, g: ((g * a).mean((0, 1)), g.sum((0, 1))))
     assert exercises.check_merge(lambda lin, w, b: (lin.weight * w[:, None], lin.bias * w + b))
     assert not exercises.check_merge(lambda lin, w, b: (lin.weight * w[None, :], lin.bias + b))
+
+
+def test_r2_and_cosine_checks():
+    import numpy as np
+    assert exercises.check_r2(lambda t, p: 1 - ((t - p) ** 2).sum() / ((t - t.mean(0)) ** 2).sum())
+    assert not exercises.check_r2(lambda t, p: 1 - ((t - p) ** 2).sum() / ((t - t.mean()) ** 2).sum())
+    cos = lambda a, b: torch.nn.functional.cosine_similarity(a - 1, b - 1, dim=0)
+    assert exercises.check_cosine_of_changes(cos)
+    assert not exercises.check_cosine_of_changes(lambda a, b: torch.nn.functional.cosine_similarity(a, b, dim=0))
