@@ -33,6 +33,32 @@ def fresh_adapted(num_labels: int, layers=None):
     return model
 
 
+def layer_order(importance: dict, layers: list) -> list:
+    """Layers from most to least important by their mean rank over tasks. Tied drops share their
+    average rank, so a task where no reset changes the score (all drops 0) favours no layer."""
+    from scipy.stats import rankdata
+
+    ranks = [rankdata([-{r["layer"]: r["drop"] for r in rows}[l] for l in layers]) for rows in importance.values()]
+    mean_rank = np.mean(ranks, axis=0)
+    return [layers[i] for i in np.argsort(mean_rank, kind="stable")]
+
+
+def prune_and_retrain(args, tokenizer, train, dev, config, order, hidden, base_params) -> dict:
+    """Retrain per-task adapters on only the k most important layers, for each k in --keep."""
+    pruned = {}
+    for k in args.keep:
+        keep = sorted(order[:k])
+        scores = {}
+        for task in args.tasks:
+            torch.manual_seed(0)
+            model = fresh_adapted(train[task].task.num_labels, keep)
+            scores[task] = Trainer(model, tokenizer, train[task], dev[task], config).fit()["best_metric"]
+        params = len(keep) * 4 * hidden
+        pruned[k] = {"layers": keep, "scores": scores, "params": params, "pct": 100 * params / base_params}
+        print("pruned", k, keep, {t: round(s, 4) for t, s in scores.items()}, flush=True)
+    return pruned
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=["sst2", "mrpc", "stsb", "rte", "cola"])
@@ -43,6 +69,8 @@ def main() -> None:
     parser.add_argument("--keep", type=int, nargs="+", default=[4, 2], help="layer counts for pruning")
     parser.add_argument("--benchmark", default="results/benchmark_cpu/results.json")
     parser.add_argument("--out", default="results/patterns")
+    parser.add_argument("--redo-pruning", action="store_true",
+                        help="reuse --out/patterns.json and only recompute the layer order and the pruning runs")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -52,6 +80,14 @@ def main() -> None:
     train = {t: load_glue(t, "train", limit=args.limit, seed=0) for t in args.tasks}
     dev = {t: load_glue(t, "dev", limit=args.eval_limit, seed=0) for t in args.tasks}
     score = lambda model, task: next(iter(Trainer(model, tokenizer, dev[task], dev[task], config).evaluate().values()))
+    if args.redo_pruning:
+        report = json.loads((out / "patterns.json").read_text())
+        report["layer_order"] = layer_order(report["importance"], report["similarity"]["layers"])
+        base_params = hl.count_parameters(pretrained.base_model)[1]
+        report["pruned"] = prune_and_retrain(args, tokenizer, train, dev, config, report["layer_order"],
+                                             pretrained.config.hidden_size, base_params)
+        report["command"] += "; then python " + " ".join(sys.argv)
+        return finish(report, out, args, pretrained.config.hidden_size)
     report = {"command": "python " + " ".join(sys.argv), "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
               "source": train[args.tasks[0]].source, "tasks": args.tasks}
 
@@ -80,23 +116,12 @@ def main() -> None:
         ranks[task] = ranking
         print("importance", task, [(r["layer"], round(r["drop"], 4)) for r in ranking], flush=True)
     report["importance"] = ranks
-    mean_rank = {l: np.mean([[r["layer"] for r in ranks[t]].index(l) for t in args.tasks]) for l in sim["layers"]}
-    order = sorted(mean_rank, key=mean_rank.get)
+    order = layer_order(ranks, sim["layers"])
     report["layer_order"] = order
 
     # 4. pruning: retrain with only the k most important layers
     base_params = hl.count_parameters(pretrained.base_model)[1]
-    report["pruned"] = {}
-    for k in args.keep:
-        keep = sorted(order[:k])
-        scores = {}
-        for task in args.tasks:
-            torch.manual_seed(0)
-            model = fresh_adapted(train[task].task.num_labels, keep)
-            scores[task] = Trainer(model, tokenizer, train[task], dev[task], config).fit()["best_metric"]
-        params = len(keep) * 4 * pretrained.config.hidden_size
-        report["pruned"][k] = {"layers": keep, "scores": scores, "params": params, "pct": 100 * params / base_params}
-        print("pruned", k, keep, {t: round(s, 4) for t, s in scores.items()}, flush=True)
+    report["pruned"] = prune_and_retrain(args, tokenizer, train, dev, config, order, pretrained.config.hidden_size, base_params)
 
     # 5. shared adapters: all layers shared, and the most alike half shared
     alike = sorted(range(len(sim["layers"])), key=lambda l: -layer_alike[l])
@@ -112,13 +137,17 @@ def main() -> None:
                                    "adapter_params_all_tasks": result["trainable"] - heads}
         print("shared", label, {t: round(s, 4) for t, s in result["scores"].items()}, flush=True)
 
+    return finish(report, out, args, pretrained.config.hidden_size)
+
+
+def finish(report: dict, out: Path, args, hidden: int) -> None:
     full = {}
     if Path(args.benchmark).is_file():
         bench = json.loads(Path(args.benchmark).read_text())
         full = {t: s for t, s in bench["summary"].get("full", {}).get("scores", {}).items()}
     report["full_finetuning"] = full
     (out / "patterns.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
-    write_markdown(report, out.parent / "patterns.md", args, pretrained.config.hidden_size)
+    write_markdown(report, out.parent / "patterns.md", args, hidden)
     print((out.parent / "patterns.md").read_text())
 
 
