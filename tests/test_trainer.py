@@ -140,3 +140,15 @@ def test_cli_train_then_evaluate_reproduces_the_metric(tmp_path, capsys):
     assert main(["evaluate", str(out)]) == 0
     assert "(reproduced)" in capsys.readouterr().out
     assert main(["evaluate", str(tmp_path / "missing")]) == 2
+
+
+def test_gradient_accumulation_steps_once_per_group():
+    train = load_glue("sst2", "train", source="sample", limit=80)  # 10 batches of 8
+    model = small_bert()
+    hl.add_hadamard_adapter(model)
+    hl.freeze_for_stage(model, "adapter")
+    trainer = Trainer(model, hl.load_tokenizer(), train, None,
+                      TrainConfig(epochs=1, batch_size=8, grad_accum=3, progress=False))
+    trainer.fit()
+    assert trainer.step == 4  # 3 + 3 + 3 + the last partial group of 1
+    assert len(trainer.step_losses) == 10  # one loss per batch
