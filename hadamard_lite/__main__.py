@@ -22,7 +22,6 @@ def _percent(part, whole):
 
 
 def train(args) -> int:
-    import torch
     import hadamard_lite as hl
     from hadamard_lite.adapter_files import atomic_write
     from hadamard_lite.data import load_glue
