@@ -37,7 +37,8 @@ def train(args) -> int:
     tokenizer = hl.load_tokenizer(args.model)
     model = hl.load_model(args.model, num_labels=train_data.task.num_labels)
     base_total = hl.count_parameters(model)[1]
-    config = TrainConfig(batch_size=args.batch_size, max_length=args.max_length, seed=args.seed, device=args.device)
+    config = TrainConfig(batch_size=args.batch_size, max_length=args.max_length, seed=args.seed, device=args.device,
+                         precision=args.precision)
     started = time.perf_counter()
     result = train_two_stage(model, tokenizer, train_data, dev_data, head_epochs=args.head_epochs,
                              adapter_epochs=args.epochs, head_lr=args.head_lr, adapter_lr=args.lr,
@@ -135,6 +136,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto: bf16 on GPUs and CPUs with native bf16, fp16 on older GPUs, else fp32")
     p.add_argument("--output", default=None, help="where to save the adapter (default: runs/TASK)")
     p.set_defaults(run=train)
 

@@ -4,8 +4,9 @@
     result = trainer.fit()          # history per epoch, best dev metric, samples/s
 
 It trains whatever has ``requires_grad`` (see ``freeze_for_stage``), on CUDA, Apple MPS or the
-CPU; in bf16 autocast on GPUs that have it and fp16 with a gradient scaler on those that do not
-(Colab's T4); in float32 on the CPU. Under ``torchrun --nproc_per_node=N`` it runs as N
+CPU. ``precision="auto"`` picks bf16 autocast on GPUs that have it, fp16 with a gradient scaler on
+those that do not (Colab's T4), bf16 autocast on CPUs with native bf16 instructions (AVX-512 BF16
+or AMX), and float32 elsewhere; master weights stay float32 in every case. Under ``torchrun --nproc_per_node=N`` it runs as N
 DistributedDataParallel processes, each on its share of every epoch's batches.
 """
 import math
@@ -38,6 +39,7 @@ class TrainConfig:
     grad_accum: int = 1  # optimizer step every this many batches
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # "auto", "fp32", "bf16" or "fp16" (see precision_for)
     keep_best: bool = True  # end with the weights of the best epoch on the dev set
     checkpoint_dir: str | None = None  # write checkpoint.pt there after every epoch
     resume_from: str | None = None  # a checkpoint.pt to continue from
@@ -54,11 +56,35 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def precision_for(device: torch.device) -> str:
-    """bf16 where the GPU has it, fp16 (with a gradient scaler) on older GPUs, else fp32."""
-    if device.type != "cuda":
-        return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU has bf16 instructions (AVX-512 BF16 or AMX). Without them bf16 matrix
+    products are emulated: on an AVX2-only AMD EPYC we measured bf16 autocast at 0.06x float32
+    (``benchmarks/cpu_precision.py``), so "auto" must not pick it there."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: no cheap, reliable check, so assume not
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def precision_for(device: torch.device, precision: str = "auto") -> str:
+    """The precision a run uses: ``precision`` itself unless it is "auto"; then bf16 on GPUs
+    that have it, fp16 (with a gradient scaler) on older GPUs, bf16 on CPUs with native bf16,
+    else fp32 (MPS included: its autocast support varies by macOS version)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"fp16 needs a CUDA GPU (this run is on {device.type}); use bf16 or fp32")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return "bf16"
+    return "fp32"
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
@@ -86,7 +112,7 @@ class Trainer:
         self.device = pick_device(self.config.device)
         if self.world > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        self.precision = precision_for(self.device)
+        self.precision = precision_for(self.device, self.config.precision)
         self.model = model.to(self.device)
         self.trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
         if not self.trainable:
@@ -115,7 +141,7 @@ class Trainer:
     def _autocast(self):
         if self.precision == "fp32":
             return nullcontext()
-        return torch.autocast("cuda", dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
 
     def _epoch_batches(self, epoch: int) -> list:
         all_batches = list(batches(self.train_data, self.tokenizer, self.config.batch_size, self.config.max_length,

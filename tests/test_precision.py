@@ -1,0 +1,43 @@
+"""The precision a run uses: explicit choices are honoured, "auto" never picks emulated bf16."""
+import pytest
+import torch
+
+from hadamard_lite import trainer as trainer_module
+from hadamard_lite.trainer import precision_for
+
+
+def test_explicit_precisions_and_bad_ones():
+    cpu = torch.device("cpu")
+    assert precision_for(cpu, "fp32") == "fp32"
+    assert precision_for(cpu, "bf16") == "bf16"
+    with pytest.raises(ValueError, match="fp16 needs a CUDA GPU"):
+        precision_for(cpu, "fp16")
+    with pytest.raises(ValueError, match="unknown precision 'half'"):
+        precision_for(cpu, "half")
+
+
+def test_auto_on_cpu_follows_native_bf16(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: True)
+    assert precision_for(cpu) == "bf16"
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: False)
+    assert precision_for(cpu) == "fp32"
+    assert precision_for(torch.device("mps")) == "fp32"
+
+
+def test_bf16_training_on_cpu_runs_under_autocast_with_float32_master_weights():
+    from test_trainer import small_bert
+    import hadamard_lite as hl
+    from hadamard_lite.data import load_glue
+    from hadamard_lite.trainer import TrainConfig, Trainer
+    train = load_glue("rte", "train", source="sample", limit=32)
+    model = small_bert()
+    hl.add_hadamard_adapter(model)
+    hl.freeze_for_stage(model, "adapter")
+    seen = []
+    model.bert.encoder.layer[0].attention.output.dense.linear.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    t = Trainer(model, hl.load_tokenizer(), train, None,
+                TrainConfig(epochs=1, lr=1e-3, batch_size=8, precision="bf16", progress=False))
+    assert t.fit()["precision"] == "bf16"
+    assert torch.bfloat16 in seen  # the matrix products really ran in bf16
+    assert all(p.dtype == torch.float32 for p in t.trainable.values())  # master weights stay float32
