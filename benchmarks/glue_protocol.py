@@ -1,0 +1,380 @@
+"""The real-scale GLUE protocol: every method, full training sets, rates tuned on held-out
+training data, several seeds. Resumable: run the same command again and it continues.
+
+    GLUE_DIR=../shared/glue_data python benchmarks/glue_protocol.py --out results/glue_protocol_cpu
+    python benchmarks/glue_protocol.py --out results/glue_protocol_cpu --summarize     # tables only
+
+The protocol, for every task and method:
+1. Learning rate: each rate of the method's grid trains on 90% of the training set (seed 0) and
+   is scored on the other 10% (a seeded, label-stratified split). The best held-out score wins.
+   The dev set plays no part in any choice: no rate, no epoch, no early stop.
+2. Final runs: that rate trains on the whole training set, once per seed, for the same number of
+   epochs; the weights after the last epoch are scored on the full dev set.
+Budget rule, the same for all methods: 3 epochs over the training set, batch 32, max length 128,
+warm-up 6% then linear decay; the two-stage recipe first spends its 1 head-only epoch (stage 1)
+before its 3 adapter epochs, exactly as ``python -m hadamard_lite train`` does.
+SST-2 trains on a seeded 20,000-example subset unless ``--sst2-limit 0`` (a GPU: all 67,349).
+
+Every finished run is one JSON file under OUT/runs/; a run that was cut short starts again.
+Several processes may work on one OUT at once (each claims a run by creating a claim file), e.g.
+two single-thread workers on a 2-core machine. Trained Hadamard adapters are kept under
+OUT/adapters/ for the pattern analyses.
+"""
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import hadamard_lite as hl  # noqa: E402
+from hadamard_lite.adapter_files import atomic_write  # noqa: E402
+from hadamard_lite.data import _seeded_subset, load_glue  # noqa: E402
+from hadamard_lite.metrics import glue_metrics  # noqa: E402
+from hadamard_lite.trainer import TrainConfig, Trainer, pick_device, train_two_stage  # noqa: E402
+from methods import DESCRIPTIONS, METHODS, file_size, prepare  # noqa: E402
+
+TASKS = ["rte", "mrpc", "stsb", "cola", "sst2"]  # smallest first, so early results cover most tasks
+MEAN4 = ["sst2", "mrpc", "stsb", "rte"]  # the paper's headline comparison in this repository
+GRIDS = {
+    "full": [2e-5, 5e-5, 1e-4],
+    "head": [3e-3, 1e-2, 3e-2],
+    "hadamard2": [3e-3, 1e-2, 3e-2],  # stage 2's rate; stage 1 (head) keeps the CLI's 1e-2
+    "hadamard1": [3e-3, 1e-2, 3e-2],
+    "bitfit": [1e-3, 3e-3, 1e-2],
+    "layernorm": [3e-3, 1e-2, 3e-2],
+    "ia3": [3e-3, 1e-2, 3e-2],
+    "lora": [3e-4, 1e-3, 3e-3],
+}
+MAIN_SEEDS = {"full": 3, "hadamard2": 3, "hadamard1": 3}  # the others: 1 seed first, 3 if time allows
+HELD_OUT_SEED = 1234
+EPOCHS, HEAD_EPOCHS, HEAD_LR, BATCH, MAX_LENGTH = 3, 1, 1e-2, 32, 128
+# The paper's BERT-base row (GLUE dev, as cited by AdaKron; ../shared/PAPER.md).
+PAPER = {"hadamard": {"sst2": 92.4, "mrpc": 90.2, "stsb": 88.5, "rte": 71.9, "cola": 58.4},
+         "full": {"sst2": 91.6, "mrpc": 90.9, "stsb": 89.8, "rte": 66.4, "cola": 62.1},
+         "bitfit": {"sst2": 92.1, "mrpc": 90.4, "stsb": 89.2, "rte": 72.3, "cola": 58.8},
+         "lora": {"sst2": 91.5, "mrpc": 90.0, "stsb": 85.7, "rte": 71.5, "cola": 60.5}}
+
+
+# ---------------------------------------------------------------- the jobs
+
+def jobs(methods, tasks, seeds_all: int) -> list:
+    """Every run of the protocol, most informative first: Hadamard and full fine-tuning on every
+    task (grid, then seed 0), the other methods (grid, seed 0), then the extra seeds."""
+    def block(ms, seed_range):
+        out = []
+        for task in tasks:
+            for m in ms:
+                if seed_range == (0, 1):
+                    out += [{"task": task, "method": m, "kind": "grid", "lr": lr} for lr in GRIDS[m]]
+                out += [{"task": task, "method": m, "kind": "final", "seed": s} for s in range(*seed_range)
+                        if s < max(MAIN_SEEDS.get(m, 1), seeds_all)]
+        return out
+    main = [m for m in methods if m in ("hadamard2", "full")]
+    rest = [m for m in methods if m not in main]
+    return block(main, (0, 1)) + block(rest, (0, 1)) + block(main + rest, (1, 3))
+
+
+def job_name(job: dict) -> str:
+    tail = f"lr{job['lr']:g}" if job["kind"] == "grid" else f"seed{job['seed']}"
+    return f"{job['task']}_{job['method']}_{job['kind']}_{tail}"
+
+
+def claim(out: Path, job: dict) -> bool:
+    """Take a job for this process; False if another live process has it."""
+    path = out / "claims" / (job_name(job) + ".claim")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        try:
+            os.kill(int(path.read_text()), 0)
+            return False  # its owner is alive
+        except (ValueError, ProcessLookupError):
+            path.unlink(missing_ok=True)  # left by a process that died: take it over
+        except PermissionError:
+            return False
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    return True
+
+
+def load_runs(out: Path) -> dict:
+    runs = {}
+    for path in sorted((out / "runs").glob("*.json")):
+        try:
+            runs[path.stem] = json.loads(path.read_text())
+        except json.JSONDecodeError:  # cannot happen with atomic writes, but never trust a file blindly
+            print(f"warning: ignoring unreadable {path}", file=sys.stderr)
+    return runs
+
+
+def chosen_lr(runs: dict, task: str, method: str) -> float | None:
+    """The grid's winner on held-out training data, or None while the grid is unfinished."""
+    grid = [runs.get(job_name({"task": task, "method": method, "kind": "grid", "lr": lr})) for lr in GRIDS[method]]
+    if any(r is None for r in grid):
+        return None
+    return max(grid, key=lambda r: (r["score"], -r["lr"]))["lr"]  # a tie goes to the smaller rate
+
+
+# ---------------------------------------------------------------- one run
+
+def data_for(task: str, args) -> dict:
+    limit = (args.sst2_limit or None) if task == "sst2" else None
+    if args.limit:  # a smoke test, never a result
+        limit = min(limit or args.limit, args.limit)
+    train = load_glue(task, "train", limit=limit, seed=0)
+    held_out = set(_seeded_subset(train, max(1, len(train) // 10), HELD_OUT_SEED))
+    return {"train": train, "dev": load_glue(task, "dev", limit=args.limit or None, seed=0),
+            "grid_train": train.subset([i for i in range(len(train)) if i not in held_out]),
+            "held_out": train.subset(sorted(held_out))}
+
+
+def run_one(job: dict, lr: float, data: dict, tokenizer, args) -> tuple:
+    """Train one method once; returns (its record, the trained model)."""
+    task, method = job["task"], job["method"]
+    seed = job.get("seed", 0)
+    train, evaluate_on = (data["grid_train"], data["held_out"]) if job["kind"] == "grid" else (data["train"], data["dev"])
+    torch.manual_seed(seed)
+    model = prepare(method, train.task.num_labels)
+    config = TrainConfig(epochs=EPOCHS, lr=lr, batch_size=BATCH, max_length=MAX_LENGTH, seed=seed, keep_best=False,
+                         progress=args.progress, precision=args.precision)
+    device = pick_device()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    if method == "hadamard2":
+        result = train_two_stage(model, tokenizer, train, None, head_epochs=HEAD_EPOCHS, adapter_epochs=EPOCHS,
+                                 head_lr=HEAD_LR, adapter_lr=lr, config=config)
+        stats = result["adapter"]  # speed of the adapter stage; seconds below cover both stages
+    else:
+        stats = Trainer(model, tokenizer, train, None, config).fit()
+    seconds = time.perf_counter() - started
+    metrics = Trainer(model, tokenizer, evaluate_on, None, config).evaluate(evaluate_on)
+    trainable, total = hl.count_parameters(model)
+    record = {**job, "lr": lr, "seed": seed, "score": next(iter(metrics.values())), "metrics": metrics,
+              "metric": train.task.metric, "train_examples": len(train), "eval_examples": len(evaluate_on),
+              "evaluated_on": "held-out 10% of train" if job["kind"] == "grid" else "dev",
+              "seconds": seconds, "samples_per_s": stats["samples_per_second"], "precision": stats["precision"],
+              "device": stats["device"], "threads": torch.get_num_threads(), "trainable": trainable,
+              "total_params": total, "file_bytes": file_size(model, method),
+              "peak_mem_gb": torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else None,
+              "source": train.source, "final_train_loss": stats["history"][-1]["train_loss"]}
+    return record, model
+
+
+def run(args) -> None:
+    out = Path(args.out)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    tokenizer = hl.load_tokenizer()
+    todo = jobs(args.methods, args.tasks, args.seeds)
+    started, cache = time.perf_counter(), {}
+    while True:
+        runs = load_runs(out)
+        waiting = False
+        for job in todo:
+            if job_name(job) in runs:
+                continue
+            lr = job["lr"] if job["kind"] == "grid" else chosen_lr(runs, job["task"], job["method"])
+            if lr is None:
+                waiting = True  # its grid is not finished (perhaps by another worker)
+                continue
+            if not claim(out, job):
+                waiting = True
+                continue
+            break
+        else:
+            if waiting and args.wait:
+                time.sleep(30)
+                continue
+            print("nothing left to run" + (" (some runs wait on other workers)" if waiting else ""), flush=True)
+            return
+        try:
+            if job["task"] not in cache:
+                cache = {job["task"]: data_for(job["task"], args)}  # one task's data in memory at a time
+            record, model = run_one(job, lr, cache[job["task"]], tokenizer, args)
+            record.update({"command": " ".join(sys.argv), "torch": torch.__version__, "machine": machine_name()})
+            path = out / "runs" / f"{job_name(job)}.json"
+            atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
+            if job["kind"] == "final" and job["method"].startswith("hadamard"):
+                hl.save_adapter(model, out / "adapters" / job_name(job))
+            print(f"{job_name(job):38s} {record['metric']} {record['score']:.4f}  lr {lr:g}  "
+                  f"{record['seconds'] / 60:.1f} min  {record['samples_per_s']:.0f} samples/s", flush=True)
+        finally:
+            (out / "claims" / (job_name(job) + ".claim")).unlink(missing_ok=True)
+        if time.perf_counter() - started > args.time_budget:
+            print(f"time budget of {args.time_budget:.0f} s spent; run the same command again to continue", flush=True)
+            return
+
+
+def machine_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"CPU {platform.machine()}, {os.cpu_count()} cores"
+
+
+# ---------------------------------------------------------------- tables
+
+def majority_baseline(task: str) -> float:
+    """The dev score of always predicting the training set's most common label (STS-B: the
+    correlation of a constant is undefined and counted as 0)."""
+    train, dev = load_glue(task, "train"), load_glue(task, "dev")
+    if train.task.is_regression:
+        return 0.0
+    common = max(set(train.labels), key=train.labels.count)
+    return next(iter(glue_metrics(task, [common] * len(dev), dev.labels).values()))
+
+
+def summarize(out: Path) -> dict:
+    """Per method and task: chosen rate, dev scores per seed, mean and standard deviation."""
+    runs = load_runs(out)
+    summary = {}
+    for method in METHODS:
+        for task in TASKS:
+            finals = sorted((r for r in runs.values() if r["task"] == task and r["method"] == method
+                             and r["kind"] == "final"), key=lambda r: r["seed"])
+            grid = {f"{r['lr']:g}": r["score"] for r in runs.values()
+                    if r["task"] == task and r["method"] == method and r["kind"] == "grid"}
+            if not finals and not grid:
+                continue
+            scores = [100 * r["score"] for r in finals]
+            summary.setdefault(method, {})[task] = {
+                "lr": finals[0]["lr"] if finals else None, "grid_held_out": grid, "scores": scores,
+                "mean": statistics.mean(scores) if scores else None,
+                "sd": statistics.stdev(scores) if len(scores) > 1 else None,
+                "trainable": finals[0]["trainable"] if finals else None,
+                "total": finals[0]["total_params"] if finals else None,
+                "file_bytes": finals[0]["file_bytes"] if finals else None,
+                "samples_per_s": statistics.mean(r["samples_per_s"] for r in finals) if finals else None,
+                "precision": finals[0]["precision"] if finals else None,
+                "threads": finals[0]["threads"] if finals else None,
+                "train_examples": finals[0]["train_examples"] if finals else None,
+                "command": finals[0]["command"] if finals else None, "machine": finals[0]["machine"] if finals else None}
+    for method, tasks in summary.items():
+        for name, keys in (("mean4", MEAN4), ("mean5", TASKS)):
+            means = [tasks.get(t, {}).get("mean") for t in keys]
+            tasks[name] = statistics.mean(means) if all(m is not None for m in means) else None
+    return summary
+
+
+def fmt(x, digits=1) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def write_tables(out: Path) -> str:
+    summary = summarize(out)
+    runs = load_runs(out)
+    if not runs:
+        raise SystemExit(f"no finished runs under {out / 'runs'}: run the protocol first")
+    any_run = next(iter(runs.values()))
+    lines = [f"# GLUE protocol: every method at real scale ({any_run['machine']})", "",
+             f"Command: `{any_run['command']}` (every run records its own; see `runs/*.json`).  ",
+             f"torch {any_run['torch']}; model {hl.DEFAULT_MODEL} (6 layers, d=384, 22.7M parameters, float32 master "
+             f"weights); precision {any_run['precision']}; {any_run['threads']} thread(s) per worker; data: GLUE TSV "
+             "(dev sets complete; training sets complete except SST-2: "
+             f"{summary.get('full', {}).get('sst2', {}).get('train_examples') or 'see runs'} examples).  ",
+             f"Protocol: rate per method and task chosen on a held-out 10% of the training set (grid trained on "
+             f"the other 90%, seed 0); final runs on the whole training set at that rate, scored on the dev set "
+             f"after the last epoch; {EPOCHS} epochs, batch {BATCH}, max length {MAX_LENGTH} for every method "
+             f"(the two-stage recipe adds its {HEAD_EPOCHS} head-only epoch at {HEAD_LR:g}). "
+             "Scores: mean ± standard deviation over seeds (n = number of seeds); MRPC F1, STS-B Pearson, "
+             "CoLA Matthews, accuracy otherwise; all x100.", "",
+             "| method | " + " | ".join(TASKS) + " | mean of 4 | mean of 5 | trainable | % | file KB |",
+             "|---|" + "---|" * (len(TASKS) + 5)]
+    majority = {t: 100 * majority_baseline(t) for t in TASKS}
+    lines.append("| majority class (control) | " + " | ".join(fmt(majority[t]) for t in TASKS) +
+                 f" | {fmt(statistics.mean(majority[t] for t in MEAN4))} | {fmt(statistics.mean(majority.values()))} | 0 | 0 | 0 |")
+    for method in METHODS:
+        if method not in summary:
+            continue
+        s = summary[method]
+        cells = []
+        for t in TASKS:
+            c = s.get(t)
+            if not c or c["mean"] is None:
+                cells.append("running" if c else "-")
+            else:
+                cells.append(f"{fmt(c['mean'])}" + (f" ± {fmt(c['sd'])}" if c["sd"] is not None else "") +
+                             f" (n={len(c['scores'])})")
+        first = next((c for c in s.values() if isinstance(c, dict) and c.get("trainable")), None)
+        # Trainable counts differ by task only through the head (STS-B: 1 output); show SST-2's.
+        head = s.get("sst2") if s.get("sst2", {}).get("trainable") else first
+        lines.append(f"| {DESCRIPTIONS[method]} | " + " | ".join(cells) + f" | {fmt(s['mean4'])} | {fmt(s['mean5'])} | "
+                     + (f"{head['trainable']:,} | {100 * head['trainable'] / head['total']:.4f} | "
+                        f"{head['file_bytes'] / 1e3:.0f} |" if head else "- | - | - |"))
+    full, had = summary.get("full", {}), summary.get("hadamard2", {})
+    ratio = []
+    for t in TASKS + ["mean4", "mean5"]:
+        f = full.get(t, {}).get("mean") if t in TASKS else full.get(t)
+        h = had.get(t, {}).get("mean") if t in TASKS else had.get(t)
+        ratio.append(fmt(100 * h / f) if f and h is not None else "-")
+    lines.append("| **Hadamard (two-stage) as % of full** | " + " | ".join(ratio[:len(TASKS)]) +
+                 f" | **{ratio[-2]}** | {ratio[-1]} | | | |")
+    lines += ["", "Learning rates chosen on held-out training data (held-out score per rate, x100):", "",
+              "| method | " + " | ".join(TASKS) + " |", "|---|" + "---|" * len(TASKS)]
+    for method in METHODS:
+        if method not in summary:
+            continue
+        cells = []
+        for t in TASKS:
+            c = summary[method].get(t)
+            if not c or not c["grid_held_out"]:
+                cells.append("-")
+                continue
+            best = chosen_lr(runs, t, method)
+            cells.append(", ".join(("**" if best is not None and float(lr) == best else "") + f"{lr}: {100 * v:.1f}" +
+                                   ("**" if best is not None and float(lr) == best else "")
+                                   for lr, v in sorted(c["grid_held_out"].items(), key=lambda kv: float(kv[0]))))
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += ["", "The paper's BERT-base row (GLUE dev, as cited by AdaKron; `../shared/PAPER.md`). BERT-base has "
+              "110M parameters and 12 layers of width 768; ours is MiniLM, 22.7M parameters, 6 layers of width 384, "
+              "distilled and then trained for sentence embeddings, so absolute scores are lower and are not "
+              "comparable; the ratios are what to compare.", "",
+              "| paper, BERT-base | " + " | ".join(TASKS) + " | mean of 4 | % of full (mean of 4) |",
+              "|---|" + "---|" * (len(TASKS) + 2)]
+    paper_full4 = statistics.mean(PAPER["full"][t] for t in MEAN4)
+    for method, row in PAPER.items():
+        m4 = statistics.mean(row[t] for t in MEAN4)
+        lines.append(f"| {method} | " + " | ".join(fmt(row[t]) for t in TASKS) + f" | {fmt(m4)} | {fmt(100 * m4 / paper_full4)} |")
+    pending = [j for j in jobs(METHODS, TASKS, 3) if job_name(j) not in runs]
+    lines += ["", f"Runs finished: {len(runs)} of {len(runs) + len(pending)} (3 seeds for every method); "
+              "`running` marks a task whose grid has finished runs but no final run yet."]
+    text = "\n".join(lines) + "\n"
+    atomic_write(out / "results.md", lambda tmp: Path(tmp).write_text(text))
+    atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1) + "\n"))
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="results/glue_protocol_cpu")
+    parser.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS)
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--seeds", type=int, default=1, help="seeds for the methods other than full and Hadamard (they get 3)")
+    parser.add_argument("--sst2-limit", type=int, default=20000, help="SST-2 training examples (0: all 67,349)")
+    parser.add_argument("--limit", type=int, default=0, help="cap every training and dev set (smoke tests only)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--time-budget", type=float, default=math.inf, help="seconds after which no run is started")
+    parser.add_argument("--wait", action="store_true", help="wait for other workers' grids instead of stopping")
+    parser.add_argument("--progress", action="store_true", help="progress bars for every epoch")
+    parser.add_argument("--summarize", action="store_true", help="only write results.md from the finished runs")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.summarize:
+        run(args)
+    print(write_tables(Path(args.out)))
+
+
+if __name__ == "__main__":
+    main()
