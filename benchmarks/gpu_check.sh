@@ -1,21 +1,49 @@
 #!/usr/bin/env bash
-# The GPU measurements, as one script (run from the repository root on a machine with CUDA).
+# The GPU measurements as one script, run from the repository root on a machine with CUDA:
+#   1. training speed of every method and trainer (alone on the card), 2. bf16 vs float32 quality,
+#   3. the GLUE protocol on full training sets (SST-2 included), 8 workers sharing the card while
+#      PROTOCOL_SECONDS last; runs already finished (carried in .device/protocol_gpu.tar.gz) are kept.
 # Expects, beside the code: .device/model (the bundled MiniLM saved in fp16 to fit the 64 MiB
-# transfer; loaded back as float32) and .device/glue_data (SST-2, MRPC, STS-B, RTE, CoLA train/dev).
-# Writes its results under ${OUT:-results/gpu}.
+# transfer; loaded back as float32) and .device/glue_data (RTE, MRPC, STS-B, CoLA, SST-2 train/dev).
+# Writes ${OUT}/gpu_results.tar.gz (results/speed_gpu, results/precision_quality_gpu,
+# results/glue_protocol_gpu as they belong in the repository) and ${OUT}/log.txt.
 set -uo pipefail
-OUT=${OUT:-results/gpu}
-mkdir -p "$OUT/bench"
-export HADAMARD_LITE_MODEL="$PWD/.device/model" GLUE_DIR="$PWD/.device/glue_data" PYTHONUNBUFFERED=1
-LOG=/tmp/gpu_check_stderr.txt
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/device.txt"
-python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)" | tee -a "$OUT/device.txt"
-# 1. The README's main job on the full SST-2 training set, then its reload.
-python3 -m hadamard_lite train --task sst2 --output /tmp/sst2_adapter 2>>"$LOG" | tee "$OUT/main_job.txt"
-python3 -m hadamard_lite evaluate /tmp/sst2_adapter 2>>"$LOG" | tee -a "$OUT/main_job.txt"
-cp /tmp/sst2_adapter/run_summary.json "$OUT/"
-# 2. Methods side by side: speed first, then quality on full training sets, seeds while time lasts.
-python3 benchmarks/compare_methods.py --tasks mrpc stsb rte cola sst2 --limit 0 --eval-limit 0 --epochs 2 --seeds 0 1 2 \
-    --speed-examples 16384 --speed-batch-size 256 --time-budget "${QUALITY_BUDGET:-200}" --out "$OUT/bench" \
-    2>>"$LOG" | tee "$OUT/bench_log.txt"
-tail -c 200000 "$LOG" > "$OUT/stderr_tail.txt"
+OUT=${OUT:-/tmp/gpu_out}
+SPEED_SECONDS=${SPEED_SECONDS:-170}
+PROTOCOL_SECONDS=${PROTOCOL_SECONDS:-300}
+WORKERS=${WORKERS:-8}
+# A dry run on a CPU (tiny data): SPEED_ARGS="--examples 32 --repeats 1 --only 'hadamard1, our trainer'" etc.
+SPEED_ARGS=${SPEED_ARGS:---examples 8192 --batch-size 128 --repeats 3}
+PROTOCOL_ARGS=${PROTOCOL_ARGS:-}
+PRECISION_ARGS=${PRECISION_ARGS:-}
+mkdir -p "$OUT"
+export HADAMARD_LITE_MODEL="$PWD/.device/model" GLUE_DIR="$PWD/.device/glue_data" PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+R=/tmp/gpu_results/results
+mkdir -p "$R/glue_protocol_gpu"
+[ -f .device/protocol_gpu.tar.gz ] && tar xzf .device/protocol_gpu.tar.gz -C "$R/glue_protocol_gpu"
+exec > >(tee "$OUT/log.txt") 2>&1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)"
+date
+# 1. Speed, alone on the card.
+eval timeout "$SPEED_SECONDS" python3 benchmarks/speed.py --out "$R/speed_gpu" $SPEED_ARGS 2>&1 | grep -v "Loading weights"
+date
+# 2 and 3 share the card: quality does not depend on speed.
+timeout $((PROTOCOL_SECONDS + 20)) python3 benchmarks/precision_quality.py --out "$R/precision_quality_gpu" \
+    $PRECISION_ARGS > /tmp/gpu_results/precision_log.txt 2>&1 &
+pids=$!
+for i in $(seq "$WORKERS"); do
+    OMP_NUM_THREADS=1 timeout $((PROTOCOL_SECONDS + 60)) python3 benchmarks/glue_protocol.py --out "$R/glue_protocol_gpu" \
+        --sst2-limit 0 --seeds 3 --wait --time-budget "$PROTOCOL_SECONDS" $PROTOCOL_ARGS > "/tmp/gpu_results/protocol_w$i.log" 2>&1 &
+    pids="$pids $!"
+    sleep 2
+done
+wait $pids  # a bare wait would also wait for the tee above, forever
+date
+grep -hv "Loading weights" /tmp/gpu_results/protocol_w*.log | grep -v "^$" | tail -80
+tail -30 /tmp/gpu_results/precision_log.txt
+python3 benchmarks/glue_protocol.py --out "$R/glue_protocol_gpu" --summarize 2>&1 | grep -v "Loading weights"
+rm -rf "$R/glue_protocol_gpu/claims"
+tar czf "$OUT/gpu_results.tar.gz" -C /tmp/gpu_results .
+ls -la "$OUT"

@@ -1,0 +1,71 @@
+"""The benchmark scripts' own logic: the protocol's job order, rate choice and claims, and the
+README tables that must match the committed results files."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import glue_protocol as gp  # noqa: E402
+
+
+def test_every_final_run_comes_after_its_grid_and_main_methods_come_first():
+    jobs = gp.jobs(gp.METHODS, gp.TASKS, seeds_all=1)
+    names = [gp.job_name(j) for j in jobs]
+    assert len(names) == len(set(names))
+    for i, job in enumerate(jobs):
+        if job["kind"] == "final":
+            grid = [k for k, j in enumerate(jobs) if j["kind"] == "grid" and (j["task"], j["method"]) == (job["task"], job["method"])]
+            assert len(grid) == len(gp.GRIDS[job["method"]]) and max(grid) < i
+    first_other = next(i for i, j in enumerate(jobs) if j["method"] not in ("full", "hadamard2"))
+    assert {j["method"] for j in jobs[:first_other]} == {"full", "hadamard2"}
+    seeds = lambda m: sorted(j["seed"] for j in jobs if j["method"] == m and j["task"] == "rte" and j["kind"] == "final")
+    assert seeds("full") == seeds("hadamard2") == seeds("hadamard1") == [0, 1, 2]
+    assert seeds("bitfit") == [0]
+    all3 = gp.jobs(gp.METHODS, gp.TASKS, seeds_all=3)
+    assert all(sorted(j["seed"] for j in all3 if j["method"] == m and j["task"] == "cola" and j["kind"] == "final")
+               == [0, 1, 2] for m in gp.METHODS)
+
+
+def test_rate_is_chosen_on_held_out_scores_only_once_the_grid_is_complete():
+    runs = {}
+    for lr, score in zip(gp.GRIDS["full"], [0.6, 0.7, 0.7]):
+        runs[gp.job_name({"task": "rte", "method": "full", "kind": "grid", "lr": lr})] = {"lr": lr, "score": score}
+    assert gp.chosen_lr(runs, "rte", "full") == gp.GRIDS["full"][1]  # a tie goes to the smaller rate
+    del runs[gp.job_name({"task": "rte", "method": "full", "kind": "grid", "lr": gp.GRIDS["full"][0]})]
+    assert gp.chosen_lr(runs, "rte", "full") is None
+
+
+def test_a_claim_holds_while_its_owner_lives_and_is_taken_over_after(tmp_path):
+    job = {"task": "rte", "method": "full", "kind": "final", "seed": 0}
+    assert gp.claim(tmp_path, job)
+    assert not gp.claim(tmp_path, job)  # this process is alive
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "claims" / (gp.job_name(job) + ".claim")).write_text(dead.stdout.strip())
+    assert gp.claim(tmp_path, job)
+
+
+def test_readme_result_tables_match_the_results_files():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "readme_tables.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_readme_tables_notice_a_changed_number(tmp_path, monkeypatch):
+    import readme_tables
+    readme = (ROOT / "README.md").read_text()
+    blocks = readme_tables.BLOCK.findall(readme)
+    if not blocks:
+        pytest.skip("the README has no rendered result blocks yet")
+    name = blocks[0][1]
+    fake = tmp_path / name
+    fake.mkdir(parents=True)
+    text = (ROOT / name / "results.md").read_text()
+    changed = text.replace("|", "| 0.1 |", 1)  # one more cell in the first table
+    (fake / "results.md").write_text(changed)
+    (tmp_path / "README.md").write_text(readme)
+    monkeypatch.setattr(readme_tables, "ROOT", tmp_path)
+    old, new = readme_tables.rendered_readme()
+    assert old != new
