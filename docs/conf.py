@@ -58,6 +58,7 @@ html_theme = "furo"  # fonts are the system's: no web-font fetch
 html_title = "hadamard-lite"
 html_show_sourcelink = False
 html_copy_source = False
+smartquotes = False  # keep `--task` and quotes in docstrings and text as written
 
 
 def _pages(pattern):

@@ -1,5 +1,5 @@
 """The analyses behind the paper's findings, as functions: what the adapters learned, how alike
-they are across tasks, which layers matter, and how attention outputs change under fine-tuning.
+they are across tasks, which layers matter, and how attention outputs change under fine-tuning::
 
     stats = adapter_statistics(model)                          # per layer: how far W is from 1, b from 0
     sim = cross_task_similarity({"sst2": m1, "rte": m2})       # per layer: cosine of W-1 and of b
