@@ -30,6 +30,7 @@ extensions = [
     "sphinx.ext.autodoc",      # the API reference, from the docstrings
     "sphinx.ext.viewcode",     # "[source]" links to the highlighted module source
     "sphinx-mathjax-offline",  # MathJax 3 copied into _static/, so math renders without a CDN
+    "sphinx.ext.githubpages",  # writes .nojekyll, so GitHub Pages serves the _static/ and _images/ folders
 ]
 
 # Only these files are pages; everything else in the repository (tests, runs/, the site itself) is not.
