@@ -137,6 +137,16 @@ def _drop_remote_images(app, doctree, docname):
             image.replace_self(nodes.inline(text=image.get("alt", "") or image["uri"]))
 
 
+def _markup_errors_as_text(app, doctree, docname):
+    """Show text that docutils could not parse (say `|x|` in a plain-text docstring) as it was written.
+
+    Docutils links such text to an error message that Sphinx leaves out of the page: a broken link.
+    The build still lists the error (see docs/build.py).
+    """
+    for node in list(doctree.findall(nodes.problematic)):
+        node.replace_self(nodes.inline(node.astext(), node.astext(), ids=node["ids"]))
+
+
 def _write_index(app, exception):
     """The home page is README.html; a copy named index.html is what a web server serves at /."""
     if exception is None and app.builder.format == "html":
@@ -146,4 +156,5 @@ def _write_index(app, exception):
 def setup(app):
     app.connect("source-read", _add_navigation)
     app.connect("doctree-resolved", _drop_remote_images)
+    app.connect("doctree-resolved", _markup_errors_as_text)
     app.connect("build-finished", _write_index)
