@@ -79,9 +79,7 @@ def _add_navigation(app, docname, source):
     A new notebook (07_..., 08_..., a student version) or a new module appears on the site without
     anyone editing a list; the README itself stays free of Sphinx-only markup.
     """
-    if app.env.doc2path(docname).suffix == ".ipynb":
-        source[0] = _progress_bars_as_text(source[0])
-    elif docname == root_doc:
+    if docname == root_doc:
         source[0] += _toctree("Notebooks", _pages("notebooks/[0-9]*.ipynb"))
         source[0] += _toctree("Student versions", _pages("notebooks/student/[0-9]*.ipynb"))
         source[0] += _toctree("Measured results", _pages("results/*.md") + _pages("results/*/results.md"))
@@ -122,9 +120,15 @@ def _progress_bars_as_text(notebook_json):
     for cell in notebook.get("cells", []):
         for output in cell.get("outputs", []):
             view = output.get("data", {}).pop(WIDGET_VIEW, None)
-            if view is not None and text(model(view.get("model_id", ""))):
-                output["data"]["text/plain"] = text(model(view["model_id"]))
+            final = text(model(view.get("model_id", ""))) if view else ""
+            if final:
+                output["data"]["text/plain"] = final
     return json.dumps(notebook)
+
+
+def _notebook_source(app, docname, source):
+    if app.env.doc2path(docname).suffix == ".ipynb":
+        source[0] = _progress_bars_as_text(source[0])
 
 
 def _drop_remote_images(app, doctree, docname):
@@ -155,6 +159,7 @@ def _write_index(app, exception):
 
 def setup(app):
     app.connect("source-read", _add_navigation)
+    app.connect("source-read", _notebook_source)
     app.connect("doctree-resolved", _drop_remote_images)
     app.connect("doctree-resolved", _markup_errors_as_text)
     app.connect("build-finished", _write_index)
