@@ -1,4 +1,4 @@
-"""Command line: the main job.
+"""Command line: the main job::
 
     python -m hadamard_lite train --task sst2        # two-stage training, prints one result line, saves the adapter
     python -m hadamard_lite evaluate runs/sst2       # reload the saved adapter and reproduce the dev metric

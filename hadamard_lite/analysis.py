@@ -1,5 +1,5 @@
 """The analyses behind the paper's findings, as functions: what the adapters learned, how alike
-they are across tasks, which layers matter, and how attention outputs change under fine-tuning.
+they are across tasks, which layers matter, and how attention outputs change under fine-tuning::
 
     stats = adapter_statistics(model)                          # per layer: how far W is from 1, b from 0
     sim = cross_task_similarity({"sst2": m1, "rte": m2})       # per layer: cosine of W-1 and of b
@@ -24,7 +24,7 @@ def adapter_vectors(model: nn.Module) -> tuple:
 
 
 def adapter_statistics(model: nn.Module) -> list:
-    """Per adapted layer: mean and max of |W - 1| and |b|, and the L2 norms of W - 1 and b."""
+    """Per adapted layer: mean and max of ``|W - 1|`` and ``|b|``, and the L2 norms of ``W - 1`` and ``b``."""
     layers, w, b = adapter_vectors(model)
     return [{"layer": layer, "w_mean_abs": float(np.abs(w[i] - 1).mean()), "w_max_abs": float(np.abs(w[i] - 1).max()),
              "w_norm": float(np.linalg.norm(w[i] - 1)), "b_mean_abs": float(np.abs(b[i]).mean()),
@@ -206,7 +206,7 @@ def train_multitask(models: dict, tokenizer, train: dict, dev: dict, epochs: int
     """Train several task models together, one batch of a task at a time in a seeded random
     order, with one optimizer over their (possibly shared) trainable parameters.
 
-    ``models``, ``train`` and ``dev`` map task names to models and ``GlueSplit``s. Returns the
+    ``models``, ``train`` and ``dev`` map task names to models and ``GlueSplit`` objects. Returns the
     best dev score of every task (main metric), with its trainable-parameter count overall.
     """
     import random

@@ -1,4 +1,4 @@
-"""A small trainer for GLUE classification and regression, readable in one sitting.
+"""A small trainer for GLUE classification and regression, readable in one sitting::
 
     trainer = Trainer(model, tokenizer, train, dev, TrainConfig(lr=3e-3, epochs=3))
     result = trainer.fit()          # history per epoch, best dev metric, samples/s
