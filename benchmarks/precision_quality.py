@@ -32,7 +32,11 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(RATES), choices=list(RATES))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--limit", type=int, default=0, help="cap the data (smoke tests only)")
+    parser.add_argument("--summarize", action="store_true", help="only write results.md from results.json")
     args = parser.parse_args()
+    if args.summarize:
+        out = Path(args.out)
+        return write_table(out, json.loads((out / "results.json").read_text())["rows"])
     args.sst2_limit, args.progress = 0, False
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

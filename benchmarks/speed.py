@@ -115,17 +115,18 @@ def main() -> None:
                 memory[label] = max(memory.get(label) or 0, r["peak_mem_gb"] or 0) or None
             print(f"  {'warm-up' if not round_ else f'round {round_}'}  {label:45s} {r['samples_per_s']:8.1f} samples/s",
                   flush=True)
-    rows = [{"run": label, "method": method, "driver": driver, "precision": precision, "runs": times[label],
-             "median": statistics.median(times[label]), "min": min(times[label]), "max": max(times[label]),
-             "peak_mem_gb": memory.get(label)} for label, method, driver, precision in configs]
-    write(args, machine, rows, device)
+        if round_:  # write after every round, so a run cut short still leaves its finished rounds
+            rows = [{"run": label, "method": method, "driver": driver, "precision": precision, "runs": times[label],
+                     "median": statistics.median(times[label]), "min": min(times[label]), "max": max(times[label]),
+                     "peak_mem_gb": memory.get(label)} for label, method, driver, precision in configs]
+            write(args, machine, rows, device, rounds=round_)
 
 
-def write(args, machine, rows, device) -> None:
+def write(args, machine, rows, device, rounds: int) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"command": "python " + " ".join(sys.argv), "machine": machine, "torch": torch.__version__,
-            "python": platform.python_version(), "args": vars(args)}
+            "python": platform.python_version(), "args": vars(args), "rounds": rounds}
     atomic_write(out / "results.json", lambda tmp: Path(tmp).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n"))
     by = {r["run"]: r for r in rows}
     auto = precision_for(device)
@@ -136,8 +137,9 @@ def write(args, machine, rows, device) -> None:
     lines = [f"# Training speed ({machine})", "", f"Command: `{meta['command']}`  ",
              f"torch {meta['torch']}, Python {meta['python']}; model {hl.DEFAULT_MODEL}; SST-2 training slice of "
              f"{args.examples} examples (other precision: {args.bf16_examples or args.examples}), batch {args.batch_size}, "
-             f"max length {args.max_length}, one epoch per run; 1 warm-up run then {args.repeats} timed runs per "
-             "configuration, interleaved; samples/s median (min-max).", "",
+             f"max length {args.max_length}, one epoch per run; 1 warm-up run then {rounds} timed runs per "
+             "configuration, interleaved; samples/s median (min-max)."
+             + (f" **Cut short after {rounds} of {args.repeats} rounds.**" if rounds < args.repeats else ""), "",
              "| run | precision | samples/s median | min-max | peak GPU GB |", "|---|---|---|---|---|"]
     for r in rows:
         mem = f"{r['peak_mem_gb']:.2f}" if r["peak_mem_gb"] else "n/a"
