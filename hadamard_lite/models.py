@@ -52,12 +52,24 @@ def base_model_id(name_or_path: str) -> str:
 
 def load_config(name: str | None = None):
     """The ``PretrainedConfig`` of ``name`` (see ``model_path``), with a one-line error if there is none."""
+    from .data import hub_available  # a 3-second check, instead of the hub client's minute of retries
+
+    path = model_path(name)
+    fix = "give a hub id (downloaded once, so online), a local folder with a config.json, or no model for the bundled MiniLM"
+    if path.startswith((".", "/", "~")) or os.path.isabs(path):  # meant as a folder, not a hub id
+        if not os.path.isfile(os.path.join(os.path.expanduser(path), "config.json")):
+            raise ValueError(f"cannot load model {name or path!r}: there is no folder with a config.json at {path}; {fix}")
     try:
-        return AutoConfig.from_pretrained(model_path(name))
+        return AutoConfig.from_pretrained(path, local_files_only=True)  # a folder, or the download cache
+    except (OSError, ValueError) as err:
+        if not hub_available():
+            raise ValueError(f"cannot load model {name or path!r}: it is not a local folder nor in the download cache, "
+                             f"and the hub cannot be reached; {fix}") from err
+    try:
+        return AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as err:
         first = (str(err).strip().splitlines() or [""])[0][:200]
-        raise ValueError(f"cannot load model {name!r} ({first}); give a hub id (downloaded once, so online), "
-                         "a local folder with a config.json, or no model for the bundled MiniLM") from err
+        raise ValueError(f"cannot load model {name or path!r} ({first}); {fix}") from err
 
 
 def load_model(name: str | None = None, num_labels: int | None = 2, dtype=torch.float32):

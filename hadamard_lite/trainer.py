@@ -407,14 +407,22 @@ def train_two_stage(model: nn.Module, tokenizer, train_data: GlueSplit, eval_dat
                               "checkpoint_dir": str(folder) if folder else None,
                               "resume_from": str(saved) if resume and saved and saved.is_file() else None})
 
+    def fit(label: str, stage: TrainConfig) -> dict:
+        """One stage; its collapse warning says which stage it was."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="training collapsed")
+            result = Trainer(model, tokenizer, train_data, eval_data, stage).fit()
+        if result["collapsed"]:
+            warnings.warn(f"{label}: {result['collapsed']}", stacklevel=3)
+        return result
+
     results = {}
     if head_epochs > 0:
         freeze_for_stage(model, "head")
-        results["head"] = Trainer(model, tokenizer, train_data, eval_data, stage_config("head", head_epochs, head_lr)).fit()
+        results["head"] = fit("stage 1 (head only)", stage_config("head", head_epochs, head_lr))
     if not adapted_layers(model):
         add_hadamard_adapter(model, layers)
     freeze_for_stage(model, "adapter", train_head=train_head)
-    stage = stage_config("adapter", adapter_epochs, adapter_lr)
-    results["adapter"] = Trainer(model, tokenizer, train_data, eval_data, stage).fit()
+    results["adapter"] = fit("stage 2 (adapters)", stage_config("adapter", adapter_epochs, adapter_lr))
     results["best_metric"] = results["adapter"]["best_metric"]
     return results
