@@ -157,7 +157,8 @@ def train(args) -> int:
                "eval_limit": args.eval_limit, "seed": args.seed, "max_length": args.max_length,
                "trainable_params": trainable, "base_params": base_total, "seconds": seconds,
                "samples_per_second": stage["samples_per_second"], "device": stage["device"],
-               "precision": stage["precision"], "collapsed": stage["collapsed"], "resumed": args.resume,
+               "precision": stage["precision"], "collapsed": stage["collapsed"],
+               "resumed_after_epoch": {k: v["start_epoch"] for k, v in result.items() if k != "best_metric"},
                "history": {k: v["history"] for k, v in result.items() if k != "best_metric"}}
     atomic_write(out / SUMMARY_NAME, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2) + "\n"))
     shutil.rmtree(checkpoints, ignore_errors=True)  # the run is complete: nothing left to resume

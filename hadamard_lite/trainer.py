@@ -223,8 +223,8 @@ class Trainer:
         cfg = self.config
         total_steps = self._steps_per_epoch() * cfg.epochs
         warmup_steps = max(1, int(cfg.warmup_ratio * total_steps))
-        samples, started, eval_seconds = 0, time.perf_counter(), 0.0
-        for epoch in range(self.epoch, cfg.epochs):  # a resumed run starts after its last checkpoint
+        samples, started, eval_seconds, start_epoch = 0, time.perf_counter(), 0.0, self.epoch
+        for epoch in range(start_epoch, cfg.epochs):  # a resumed run starts after its last checkpoint
             losses, epoch_samples = self._train_epoch(epoch, total_steps, warmup_steps)
             samples += epoch_samples
             self.step_losses += losses
@@ -253,7 +253,8 @@ class Trainer:
         return {"history": self.history, "best_metric": self.best_metric, "train_seconds": elapsed,
                 "eval_seconds": eval_seconds, "step_losses": self.step_losses,
                 "samples_per_second": samples * self.world / elapsed if elapsed else 0.0,
-                "device": str(self.device), "precision": self.precision, "collapsed": collapsed}
+                "device": str(self.device), "precision": self.precision, "collapsed": collapsed,
+                "start_epoch": start_epoch}
 
     def _train_epoch(self, epoch: int, total_steps: int, warmup_steps: int) -> tuple:
         """One pass over this process's batches of ``epoch``: ``(losses, samples)``."""

@@ -162,10 +162,16 @@ def run_until_checkpoint(arguments, checkpoint: Path, sig):
     return process.returncode, err
 
 
-@pytest.mark.parametrize("stage,sig", [("head", signal.SIGINT), ("adapter", signal.SIGKILL)])
-def test_resume_after_a_killed_run_equals_an_uninterrupted_one(tiny_model_dir, tmp_path, capsys, stage, sig):
-    whole = tmp_path / "whole"
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_model_dir, tmp_path_factory):
+    whole = tmp_path_factory.mktemp("whole")
     main(tiny_run(tiny_model_dir, whole))
+    return whole
+
+
+@pytest.mark.parametrize("stage,sig", [("head", signal.SIGINT), ("adapter", signal.SIGKILL)])
+def test_resume_after_a_killed_run_equals_an_uninterrupted_one(tiny_model_dir, uninterrupted, tmp_path, capsys, stage, sig):
+    whole = uninterrupted
     cut = tmp_path / "cut"
     status, err = run_until_checkpoint(tiny_run(tiny_model_dir, cut), cut / "checkpoints" / stage / "checkpoint.pt", sig)
     assert not (cut / "run_summary.json").exists()  # it really was interrupted
@@ -176,6 +182,8 @@ def test_resume_after_a_killed_run_equals_an_uninterrupted_one(tiny_model_dir, t
         assert status == -signal.SIGKILL
     capsys.readouterr()
     main(tiny_run(tiny_model_dir, cut, "--resume"))
+    resumed = json.loads((cut / "run_summary.json").read_text())["resumed_after_epoch"]
+    assert resumed["head"] >= 1 and (stage == "head" or (resumed["head"] == 2 and resumed["adapter"] >= 1))
     score, adapter = outcome(cut)
     whole_score, whole_adapter = outcome(whole)
     assert score == whole_score
