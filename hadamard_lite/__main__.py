@@ -303,6 +303,11 @@ def main(argv=None) -> int:
             raise
         print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outside training (which says how to resume): nothing to continue
+        if debug:
+            raise
+        print("error: interrupted; run the command again", file=sys.stderr)
+        return 130
     except Exception as err:
         if debug:
             raise
