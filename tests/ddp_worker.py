@@ -18,6 +18,7 @@ if __name__ == "__main__":
     model = adapted_bert(dropout=0.0)  # dropout draws differ between 2 processes and 1: off in both
     train = load_glue("sst2", "train", source="sample", limit=DDP_SETUP["examples"])
     Trainer(model, hl.load_tokenizer(), train, None,
-            TrainConfig(epochs=1, lr=1e-2, batch_size=DDP_SETUP["batch_size"], progress=False)).fit()
+            TrainConfig(epochs=1, lr=1e-2, batch_size=DDP_SETUP["batch_size"], device="cpu", precision="fp32",
+                        progress=False)).fit()
     state = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     torch.save({"world": world, "state": state}, Path(sys.argv[1]) / f"rank{rank}.pt")

@@ -128,7 +128,9 @@ def test_refuses_half_precision_master_weights_and_nothing_to_train():
 def test_two_processes_under_torchrun_equal_one_process_with_the_same_global_batch(tmp_path):
     """2 processes x batch 16 is one process with batch 16 accumulated over 2 batches: DDP averages
     the two processes' gradients, accumulation averages the two batches' (dropout off in both)."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    # On the CPU (gloo) even on a GPU machine: exact float32 sums, and no second GPU needed.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1",
+           "CUDA_VISIBLE_DEVICES": ""}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
                str(Path(__file__).with_name("ddp_worker.py")), str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
@@ -142,7 +144,8 @@ def test_two_processes_under_torchrun_equal_one_process_with_the_same_global_bat
     from ddp_worker import DDP_SETUP
     single = adapted_bert(dropout=0.0)
     train = load_glue("sst2", "train", source="sample", limit=DDP_SETUP["examples"])
-    config = TrainConfig(epochs=1, lr=1e-2, batch_size=DDP_SETUP["batch_size"], grad_accum=2, progress=False)
+    config = TrainConfig(epochs=1, lr=1e-2, batch_size=DDP_SETUP["batch_size"], grad_accum=2, device="cpu",
+                         precision="fp32", progress=False)
     Trainer(single, hl.load_tokenizer(), train, None, config).fit()
     one = trainable_state(single)
     assert one.keys() == a.keys()
@@ -160,7 +163,8 @@ def gradients_at_each_step(batch_size, grad_accum):
     """The gradients each optimizer step receives, on 80 examples (dropout off)."""
     train = load_glue("sst2", "train", source="sample", limit=80)
     trainer = Trainer(adapted_bert(dropout=0.0), hl.load_tokenizer(), train, None,
-                      TrainConfig(epochs=1, batch_size=batch_size, grad_accum=grad_accum, progress=False))
+                      TrainConfig(epochs=1, batch_size=batch_size, grad_accum=grad_accum, device="cpu",
+                                  precision="fp32", progress=False))  # fp32: the comparison is to 1e-4
     fixed_batches(trainer)
     seen, step = [], trainer._optimizer_step
 
