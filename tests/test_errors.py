@@ -148,8 +148,10 @@ def test_save_is_atomic_and_leaves_no_temporary_files(saved):
 
 def test_saved_config_and_groups(saved):
     config = json.loads((saved / "adapter_config.json").read_text())
-    assert config["layers"] == [0, 1] and config["groups"] == ["adapter", "layer_norm", "head"]
+    assert config["layers_to_transform"] == [0, 1] and config["groups"] == ["adapter", "layer_norm", "head"]
     assert config["model_type"] == "bert" and config["hidden_size"] == 32
+    assert config["peft_type"] == "HADAMARD" and config["task_type"] == "SEQ_CLS"
+    assert "layers" not in config and "base_model" not in config  # PEFT's names, not ours
     from safetensors.torch import load_file
     names = set(load_file(saved / "adapter_model.safetensors"))
     assert "bert.encoder.layer.0.attention.output.dense.hadamard.bias" in names  # biases are kept
@@ -157,3 +159,63 @@ def test_saved_config_and_groups(saved):
     assert "bert.encoder.layer.2.attention.output.LayerNorm.weight" not in names  # not adapted
     assert {"classifier.weight", "classifier.bias"} <= names
     assert len(names) == 2 * 2 + 2 * 2 + 2
+
+
+def test_bundled_model_is_recorded_by_its_hub_id_not_its_install_folder(tmp_path):
+    model = hl.load_model(num_labels=2)
+    hl.add_hadamard_adapter(model, layers=[0])
+    hl.save_adapter(model, tmp_path / "a")
+    config = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@pytest.mark.parametrize("task", ["cola", "mrpc", "rte", "sst2", "stsb"])
+def test_adapter_files_with_the_older_keys_still_load(task):
+    """results/patterns/adapters was written before the PEFT-style keys, with the bundled
+    model's install folder as its base model: it loads into the bundled model without a warning."""
+    import warnings
+    from pathlib import Path
+    from safetensors.torch import load_file
+    directory = Path(__file__).resolve().parents[1] / "results" / "patterns" / "adapters" / task
+    old = json.loads((directory / "adapter_config.json").read_text())
+    assert "layers" in old and "base_model" in old and old["base_model"].startswith("/")
+    model = hl.load_model(num_labels=old["num_labels"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the old absolute path is the bundled copy: no name warning
+        hl.load_adapter(model, directory)
+    assert hl.adapted_layers(model) == old["layers"]
+    saved = load_file(directory / "adapter_model.safetensors")
+    params = dict(model.named_parameters())
+    assert all(torch.equal(params[n], t) for n, t in saved.items())
+
+
+def named(model, name):
+    model.config._name_or_path = name  # what from_pretrained records
+    return model
+
+
+def test_adapter_loaded_into_another_checkpoint_of_the_same_architecture_warns(tmp_path):
+    model = named(tiny_model("bert"), "org/checkpoint-a")
+    hl.add_hadamard_adapter(model)
+    hl.save_adapter(model, tmp_path / "a")
+    with pytest.warns(UserWarning, match=r"trained on 'org/checkpoint-a' but this model is 'org/checkpoint-b'.*shapes match"):
+        hl.load_adapter(named(tiny_model("bert", seed=1), "org/checkpoint-b"), tmp_path / "a")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hl.load_adapter(named(tiny_model("bert", seed=1), "org/checkpoint-a"), tmp_path / "a")  # same name: silent
+
+
+def test_adapter_loaded_into_another_model_of_other_shapes_is_refused_naming_both(tmp_path):
+    model = named(tiny_model("bert"), "org/small")
+    hl.add_hadamard_adapter(model)
+    hl.save_adapter(model, tmp_path / "a")
+    other = named(tiny_model("bert"), "org/other-head")
+    other.config.num_labels = 2
+    other.classifier = torch.nn.Linear(32, 2)
+    check_load_fails(other, tmp_path / "a", r"trained on 'org/small' but this model is 'org/other-head'.*shape")
+    config = AutoConfig.for_model("bert", hidden_size=48, num_hidden_layers=3, num_attention_heads=2,
+                                  intermediate_size=37, vocab_size=99, num_labels=3)
+    from transformers import AutoModelForSequenceClassification
+    wider = named(AutoModelForSequenceClassification.from_config(config), "org/wide")
+    check_load_fails(wider, tmp_path / "a", r"trained on 'org/small' but this model is 'org/wide'.*hidden size 48")

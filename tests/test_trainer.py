@@ -1,4 +1,5 @@
-"""The trainer: learning on the sample, exact resume, DDP, NaN guard, the CLI round trip."""
+"""The trainer: learning on the sample, exact resume, DDP equal to one process, accumulation equal to
+one larger batch, keep_best, no weight decay on scales, the collapse warning, NaN guard."""
 import os
 import subprocess
 import sys
@@ -9,17 +10,24 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 import hadamard_lite as hl
-from hadamard_lite.__main__ import main
-from hadamard_lite.data import load_glue
+from hadamard_lite.data import batches, load_glue
 from hadamard_lite.trainer import TrainConfig, Trainer, lr_at, train_two_stage
 
 
-def small_bert(seed=0, num_labels=2):
+def small_bert(seed=0, num_labels=2, dropout=0.1):
     """A small random BERT that fits the bundled tokenizer's vocabulary."""
     torch.manual_seed(seed)
     config = AutoConfig.for_model("bert", hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                  intermediate_size=37, vocab_size=30522, num_labels=num_labels)
+                                  intermediate_size=37, vocab_size=30522, num_labels=num_labels,
+                                  hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     return AutoModelForSequenceClassification.from_config(config)
+
+
+def adapted_bert(dropout=0.1, train_head=True):
+    model = small_bert(dropout=dropout)
+    hl.add_hadamard_adapter(model)
+    hl.freeze_for_stage(model, "adapter", train_head=train_head)
+    return model
 
 
 def trainable_state(model):
@@ -117,11 +125,15 @@ def test_refuses_half_precision_master_weights_and_nothing_to_train():
         Trainer(small_bert().requires_grad_(False), hl.load_tokenizer(), train)
 
 
-def test_two_processes_under_torchrun_end_with_identical_adapters(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+def test_two_processes_under_torchrun_equal_one_process_with_the_same_global_batch(tmp_path):
+    """2 processes x batch 16 is one process with batch 16 accumulated over 2 batches: DDP averages
+    the two processes' gradients, accumulation averages the two batches' (dropout off in both)."""
+    # On the CPU (gloo) even on a GPU machine: exact float32 sums, and no second GPU needed.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1",
+           "CUDA_VISIBLE_DEVICES": ""}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
                str(Path(__file__).with_name("ddp_worker.py")), str(tmp_path)]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     assert ranks[0]["world"] == ranks[1]["world"] == 2
@@ -129,17 +141,111 @@ def test_two_processes_under_torchrun_end_with_identical_adapters(tmp_path):
     assert all(torch.equal(a[n], b[n]) for n in a)
     assert not torch.equal(a["bert.encoder.layer.0.attention.output.dense.hadamard.weight"], torch.ones(32))
 
+    from ddp_worker import DDP_SETUP
+    single = adapted_bert(dropout=0.0)
+    train = load_glue("sst2", "train", source="sample", limit=DDP_SETUP["examples"])
+    config = TrainConfig(epochs=1, lr=1e-2, batch_size=DDP_SETUP["batch_size"], grad_accum=2, device="cpu",
+                         precision="fp32", progress=False)
+    Trainer(single, hl.load_tokenizer(), train, None, config).fit()
+    one = trainable_state(single)
+    assert one.keys() == a.keys()
+    for n in a:  # the same sums in another order: equal within float rounding
+        torch.testing.assert_close(a[n], one[n], rtol=1e-4, atol=1e-6, msg=n)
 
-def test_cli_train_then_evaluate_reproduces_the_metric(tmp_path, capsys):
-    out = tmp_path / "run"
-    assert main(["train", "--task", "mrpc", "--source", "sample", "--limit", "96", "--head-epochs", "1",
-                 "--epochs", "1", "--output", str(out)]) == 0
-    line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert line.startswith("mrpc | f1 ") and "trainable params" in line and "samples/s" in line
-    assert (out / "adapter_model.safetensors").is_file() and (out / "run_summary.json").is_file()
-    assert main(["evaluate", str(out)]) == 0
-    assert "(reproduced)" in capsys.readouterr().out
-    assert main(["evaluate", str(tmp_path / "missing")]) == 2
+
+def fixed_batches(trainer):
+    """Batches in one fixed order for every epoch: big batch j = small batches kj .. kj+k-1."""
+    trainer._epoch_batches = lambda epoch: list(batches(trainer.train_data, trainer.tokenizer,
+                                                        trainer.config.batch_size, trainer.config.max_length))
+
+
+def gradients_at_each_step(batch_size, grad_accum):
+    """The gradients each optimizer step receives, on 80 examples (dropout off)."""
+    train = load_glue("sst2", "train", source="sample", limit=80)
+    trainer = Trainer(adapted_bert(dropout=0.0), hl.load_tokenizer(), train, None,
+                      TrainConfig(epochs=1, batch_size=batch_size, grad_accum=grad_accum, device="cpu",
+                                  precision="fp32", progress=False))  # fp32: the comparison is to 1e-4
+    fixed_batches(trainer)
+    seen, step = [], trainer._optimizer_step
+
+    def record_then_step(*args):
+        seen.append({n: p.grad.clone() for n, p in trainer.trainable.items()})
+        step(*args)
+
+    trainer._optimizer_step = record_then_step
+    trainer.fit()
+    return seen
+
+
+def test_gradient_accumulation_over_k_batches_equals_one_batch_k_times_larger():
+    small = gradients_at_each_step(batch_size=8, grad_accum=3)  # 10 batches: groups of 3, 3, 3 and 1
+    big = gradients_at_each_step(batch_size=24, grad_accum=1)  # 4 batches: 24, 24, 24 and 8
+    assert len(small) == len(big) == 4
+    for step, (s, b) in enumerate(zip(small, big)):  # the last, partial group included
+        for n in s:
+            torch.testing.assert_close(s[n], b[n], rtol=1e-4, atol=1e-7, msg=f"step {step}: {n}")
+
+
+def scripted_predictions(trainer, per_epoch):
+    """Replace the dev predictions with a script, one list per epoch."""
+    script = iter(per_epoch)
+    trainer.predict = lambda data: next(script)
+
+
+def dev_of_four():
+    from hadamard_lite.data import GlueSplit
+    from hadamard_lite.glue_tasks import get_task
+    return GlueSplit(get_task("sst2"), "dev", "four", ["a", "b", "c", "d"], None, [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("keep_best", [True, False])
+def test_keep_best_restores_the_best_epoch_when_a_later_one_is_worse(keep_best):
+    train = load_glue("sst2", "train", source="sample", limit=32)
+    states = []
+    trainer = Trainer(adapted_bert(), hl.load_tokenizer(), train, dev_of_four(),
+                      TrainConfig(epochs=3, batch_size=8, keep_best=keep_best, progress=False),
+                      callbacks=[lambda t, record: states.append(trainable_state(t.model))])
+    scripted_predictions(trainer, [[0, 1, 1, 0], [0, 1, 0, 1], [1, 1, 1, 0]])  # accuracy 0.5, 1.0, 0.25
+    result = trainer.fit()
+    assert result["best_metric"] == 1.0 and [r["eval_accuracy"] for r in result["history"]] == [0.5, 1.0, 0.25]
+    final = trainable_state(trainer.model)
+    kept, last = states[1], states[2]
+    assert any(not torch.equal(kept[n], last[n]) for n in kept)  # epoch 3 did change the weights
+    expected = kept if keep_best else last
+    assert all(torch.equal(final[n], expected[n]) for n in final)
+
+
+def test_adapter_scales_get_no_weight_decay():
+    """One AdamW step on zero gradients moves a weight only by its weight decay."""
+    train = load_glue("sst2", "train", source="sample", limit=32)
+    trainer = Trainer(adapted_bert(), hl.load_tokenizer(), train, None,
+                      TrainConfig(lr=0.1, weight_decay=0.5, progress=False))
+    before = trainable_state(trainer.model)
+    for p in trainer.trainable.values():
+        p.grad = torch.zeros_like(p)
+    trainer._optimizer_step(total_steps=1, warmup_steps=1)  # learning rate 0.1 at step 0
+    after = trainable_state(trainer.model)
+    scales = [n for n in after if n.endswith("hadamard.weight") or n.endswith("LayerNorm.weight")]
+    assert len(scales) == 4 and all(torch.equal(after[n], before[n]) for n in scales)
+    torch.testing.assert_close(after["classifier.weight"], before["classifier.weight"] * (1 - 0.1 * 0.5))
+
+
+def test_a_run_that_ends_on_a_constant_prediction_warns_naming_the_collapse():
+    train = load_glue("sst2", "train", source="sample", limit=32)
+    trainer = Trainer(adapted_bert(), hl.load_tokenizer(), train, dev_of_four(),
+                      TrainConfig(epochs=2, batch_size=8, lr=5.0, progress=False))
+    scripted_predictions(trainer, [[1, 1, 1, 1], [1, 1, 1, 1]])
+    with pytest.warns(UserWarning, match=r"collapsed to a constant prediction.*label 'positive'.*lower the learning rate \(now 5\)"):
+        result = trainer.fit()
+    assert "collapsed" in result["collapsed"] and result["history"][0]["constant_prediction"] == "the label 'positive'"
+    # The epoch it ends with is what counts: a constant last epoch after a better one is not a collapse.
+    trainer = Trainer(adapted_bert(), hl.load_tokenizer(), train, dev_of_four(),
+                      TrainConfig(epochs=2, batch_size=8, progress=False))
+    scripted_predictions(trainer, [[0, 1, 1, 1], [1, 1, 1, 1]])
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert trainer.fit()["collapsed"] is None
 
 
 def test_gradient_accumulation_steps_once_per_group():
