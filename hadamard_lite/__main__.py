@@ -3,6 +3,8 @@
     python -m hadamard_lite train --task sst2        # two-stage training, prints one result line, saves the adapter
     python -m hadamard_lite evaluate runs/sst2       # reload the saved adapter and reproduce the dev metric
     python -m hadamard_lite demo                     # inject adapters into the bundled MiniLM and check identity
+    python -m hadamard_lite predict --adapter sst2=runs/sst2 --adapter stsb=runs/stsb --input examples.jsonl
+                                                     # many tasks on one model (see hadamard_lite/predict.py)
 
 Data come from --data-dir or GLUE_DIR (the classic glue_data/ layout), else the hub, else a
 small built-in sample; the result line says which. On a CPU, training uses a 2,000-example
@@ -150,6 +152,9 @@ def main(argv=None) -> int:
     p = commands.add_parser("demo", help="inject adapters into a pre-trained model and check identity at start")
     p.add_argument("--model", default=None, help=model_help)
     p.set_defaults(run=demo)
+
+    from hadamard_lite.predict import add_predict_command
+    add_predict_command(commands)
     args = parser.parse_args(argv)
     return args.run(args)
 
