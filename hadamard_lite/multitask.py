@@ -55,7 +55,18 @@ def adapter_base_model(config: dict):
 class _Route:
     """The batch's per-example task rows, shared by every multi-task layer of one model."""
 
-    index = None  # LongTensor (batch,), set only during MultiTaskModel.forward
+    _index = None  # LongTensor (batch,), set only during MultiTaskModel.forward
+
+    @property
+    def index(self):
+        if self._index is None:
+            raise RuntimeError("the backbone of a MultiTaskModel was called directly; call the MultiTaskModel "
+                               "with tasks=[...] so that each example gets its task's adapter")
+        return self._index
+
+    @index.setter
+    def index(self, value):
+        self._index = value
 
 
 class MultiTaskHadamard(nn.Module):

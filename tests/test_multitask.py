@@ -174,6 +174,8 @@ def test_bad_adapters_are_rejected_before_anything_changes(tmp_path):
         mt.add_task("z", tmp_path / "nowhere")
     with pytest.raises(ValueError, match="one task per example"):
         mt(*_batch(), tasks=["a"])
+    with pytest.raises(RuntimeError, match="called directly"):
+        mt.backbone(input_ids=_batch()[0])
     assert mt.task_names == ["a"]
     assert all(torch.equal(v, state[k]) for k, v in mt.state_dict().items())
     with pytest.raises(ValueError, match="already has Hadamard adapters"):
