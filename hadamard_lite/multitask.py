@@ -83,7 +83,8 @@ class MultiTaskHadamard(nn.Module):
     def forward(self, x):
         index = self.route.index
         # (batch, hidden) rows -> (batch, 1, hidden): one vector per example, broadcast over tokens.
-        return self.linear(x) * self.weight[index].unsqueeze(1) + self.bias[index].unsqueeze(1)
+        # addcmul computes bias + y * weight in one pass over the activations.
+        return torch.addcmul(self.bias[index].unsqueeze(1), self.linear(x), self.weight[index].unsqueeze(1))
 
 
 class MultiTaskLayerNorm(nn.Module):
@@ -103,7 +104,7 @@ class MultiTaskLayerNorm(nn.Module):
             ones, zeros = torch.ones_like(self.norm.weight), torch.zeros_like(self.norm.bias)
             normalized = torch.func.functional_call(self.norm, {"weight": ones, "bias": zeros}, (x,))
         index = self.route.index
-        return normalized * self.weight[index].unsqueeze(1) + self.bias[index].unsqueeze(1)
+        return torch.addcmul(self.bias[index].unsqueeze(1), normalized, self.weight[index].unsqueeze(1))
 
 
 def _append_row(parameter: nn.Parameter, row: torch.Tensor) -> None:
@@ -301,16 +302,21 @@ class MultiTaskModel(nn.Module):
         finally:
             self._route.index = None
         outputs = (out[0], out[1] if len(out) > 1 else None)
-        logits = [None] * batch
         positions = {}
         for position, task in enumerate(tasks):
             positions.setdefault(task, []).append(position)
+        if len(positions) == 1:  # the whole batch is one task: no slicing
+            parts = {tasks[0]: self.spec.head(self.heads[tasks[0]], outputs)}
+        else:
+            # One index tensor for all tasks, moved to the device once; each task takes its slice.
+            order = torch.tensor([p for where in positions.values() for p in where]).to(input_ids.device, non_blocking=True)
+            parts, start = {}, 0
+            for task, where in positions.items():
+                index = order[start:start + len(where)]
+                start += len(where)
+                parts[task] = self.spec.head(self.heads[task], tuple(t if t is None else t[index] for t in outputs))
+        logits = [None] * batch
         for task, where in positions.items():
-            if len(where) == batch:  # the whole batch is one task: no slicing
-                part = self.spec.head(self.heads[task], outputs)
-            else:
-                index = torch.tensor(where).to(input_ids.device, non_blocking=True)
-                part = self.spec.head(self.heads[task], tuple(t if t is None else t[index] for t in outputs))
-            for position, row in zip(where, part.unbind(0)):
+            for position, row in zip(where, parts[task].unbind(0)):
                 logits[position] = row
         return logits
