@@ -15,7 +15,7 @@ on what the adapters learned. Methods, for N = 2, 5 and 20 tasks shuffled within
   ``adapter_names=`` mixed batches, heads included.
 
 Each timing runs --batches batches; after one warm-up per method, --repeats rounds time every
-method once in turn (so a change in the machine's load hits all methods alike). The table gives
+method once in a shuffled order (so a change in the machine's load hits all methods alike). The table gives
 the median samples/s and the spread (min to max); ratios are medians of per-round ratios. Memory: parameters and bytes held by
 one MultiTaskModel with N tasks against N separate task models. Writes results.md and
 results.json to --out (and the JSON for the CPU into the package, for notebook 07 on Colab).
@@ -88,14 +88,18 @@ def sync(device):
 
 def measure_all(runners: dict, batch_size, batches, repeats, device) -> dict:
     """Samples/s of each runner (one batch per call): one warm-up each, then ``repeats`` rounds
-    that time every runner once, in turn, so a change in the machine's load hits all of them."""
+    that time every runner once, in a shuffled order, so a change in the machine's load hits all."""
     rates = {key: [] for key in runners}
     with torch.inference_mode():
         for run in runners.values():
             run()
         sync(device)
+        order = list(runners)
         for round_ in range(repeats):
-            for key, run in runners.items():
+            # A new order every round, so no method always runs first (or after the same one).
+            random.Random(round_).shuffle(order)
+            for key in order:
+                run = runners[key]
                 start = time.perf_counter()
                 for _ in range(batches):
                     run()
@@ -234,7 +238,7 @@ def write(out: Path, header, rates, memory, single_params, single_bytes, adapter
           f"{_load(header['load_average_at_end'])} at end  ",
           f"Model: {header['model']}; batch {header['batch_size']} x {header['seq_len']} tokens (random ids, no padding); "
           f"{header['batches_per_timing']} batch(es) per timing; {header['repeats']} rounds after a warm-up, each timing "
-          "every method once in turn. Ratios: median of the per-round ratios.\n",
+          "every method once, in a new random order. Ratios: median of the per-round ratios.\n",
           "| method | tasks per batch | samples/s (median) | spread (min to max) |", "|---|---|---|---|"]
     md += [f"| {r['method']} | {r['tasks']} | {r['median']:.1f} | {r['min']:.1f} to {r['max']:.1f} |" for r in rows]
     md += ["", "| tasks | mixed / merged | mixed / loop | mixed / PEFT LoRA mixed | >= 0.85x merged | faster than loop |",
