@@ -164,6 +164,12 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = DTYPES[args.precision]
+    if not args.skip_peft:
+        try:
+            import peft  # noqa: F401
+        except ImportError:
+            print("peft is not installed: the PEFT LoRA comparison is skipped (pip install peft to include it)")
+            args.skip_peft = True
     out = Path(args.out or ("results/multitask" if not gpu else f"results/multitask_{device.type}"))
     header = {"command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "machine": machine(device),
               "device": str(device), "threads": torch.get_num_threads(), "precision": args.precision,

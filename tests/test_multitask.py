@@ -2,6 +2,7 @@
 of every architecture and on the bundled MiniLM."""
 import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -215,3 +216,15 @@ def test_bundled_minilm_mixed_batch_matches_own_models(tmp_path):
             expected = own[task](**one).logits[0]
             assert got[i].shape == (own[task].config.num_labels,)
             assert (got[i] - expected).abs().max().item() < 1e-5, task
+
+
+def test_packaged_benchmark_results_match_the_committed_ones():
+    """Notebook 07 plots the copy inside the package (for Colab); it must be the committed results file."""
+    root = Path(__file__).resolve().parents[1]
+    packaged = root / "hadamard_lite" / "measured" / "multitask_throughput_cpu.json"
+    committed = root / "results" / "multitask" / "results.json"
+    assert packaged.read_text() == committed.read_text()
+    results = json.loads(committed.read_text())
+    assert results["command"].startswith("python benchmarks/multitask_throughput.py")
+    assert {"machine", "threads", "precision"} <= set(results)
+    assert {r["method"] for r in results["rows"]} >= {"merged", "mixed", "loop"}
