@@ -171,6 +171,9 @@ def test_bad_adapters_are_rejected_before_anything_changes(tmp_path):
     (folders["c"] / CONFIG_NAME).write_text(json.dumps(config))
     with pytest.raises(ValueError, match="does not fit this model"):
         mt.add_task("c", folders["c"])
+    for bad_name in ["sst2.v2", "train", ""]:
+        with pytest.raises(ValueError, match="is not allowed"):
+            mt.add_task(bad_name, folders["b"])
     with pytest.raises(FileNotFoundError, match="no adapter config"):
         mt.add_task("z", tmp_path / "nowhere")
     with pytest.raises(ValueError, match="one task per example"):
