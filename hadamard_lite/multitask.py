@@ -202,12 +202,12 @@ class MultiTaskModel(nn.Module):
 
         Changes nothing, so a bad folder leaves the model as it was.
         """
+        if name in self.task_layers:
+            raise ValueError(f"task {name!r} is already in this model; remove_task({name!r}) first to replace it")
         # Names key an nn.ModuleDict of heads: no dots, and not one of its own attributes ("train").
         if not isinstance(name, str) or not name or "." in name or hasattr(self.heads, name):
             raise ValueError(f"task name {name!r} is not allowed: use a non-empty string without dots that is not "
                              "a method name of torch modules, e.g. 'sst2' or 'reviews_v2'")
-        if name in self.task_layers:
-            raise ValueError(f"task {name!r} is already in this model; remove_task({name!r}) first to replace it")
         directory = Path(directory)
         config = read_adapter_config(directory)
         hidden = getattr(self.config, "hidden_size", None) or self.config.dim
