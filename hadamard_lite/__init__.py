@@ -14,6 +14,7 @@ from .adapter import (
 )
 from .adapter_files import load_adapter, save_adapter
 from .freezing import count_parameters, freeze_for_stage, head_parameters, print_trainable_parameters
+from .multitask import MultiTaskModel
 from .models import DEFAULT_MODEL, load_model, load_tokenizer, published_config, model_from_config
 
 __all__ = [
@@ -21,5 +22,5 @@ __all__ = [
     "merge_adapter", "post_attention_layer_norms", "remove_hadamard_adapter", "unmerge_adapter",
     "load_adapter", "save_adapter", "count_parameters", "freeze_for_stage", "head_parameters",
     "print_trainable_parameters", "DEFAULT_MODEL", "load_model", "load_tokenizer", "published_config",
-    "model_from_config",
+    "model_from_config", "MultiTaskModel",
 ]

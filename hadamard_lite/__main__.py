@@ -4,6 +4,8 @@
     python -m hadamard_lite train --task sst2 --resume   # continue an interrupted run from its last finished epoch
     python -m hadamard_lite evaluate runs/sst2       # reload the saved adapter and reproduce the dev metric
     python -m hadamard_lite demo                     # inject adapters into the bundled MiniLM and check identity
+    python -m hadamard_lite predict --adapter sst2=runs/sst2 --adapter stsb=runs/stsb --input examples.jsonl
+                                                     # many tasks on one model (see hadamard_lite/predict.py)
 
 Data come from --data-dir or GLUE_DIR (the classic glue_data/ layout), else the hub, else a
 small built-in sample; the result line says which. On a CPU, training uses a 2,000-example
@@ -282,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("demo", parents=[common], help="inject adapters into a pre-trained model and check identity at start")
     p.add_argument("--model", default=None, help=model_help)
     p.set_defaults(run=demo)
+
+    from hadamard_lite.predict import add_predict_command
+    add_predict_command(commands, parents=[common])
     return parser
 
 

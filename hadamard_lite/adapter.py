@@ -54,6 +54,25 @@ class HadamardLinear(nn.Module):
         return self.hadamard(self.linear(x))
 
 
+def _pooled_head(head, outputs):
+    # BERT, ERNIE, ALBERT: the base model's pooler (frozen, shared) feeds dropout and a Linear.
+    return head.classifier(head.dropout(outputs[1]))
+
+
+def _sequence_head(head, outputs):
+    # RoBERTa, XLM-R, CamemBERT, ELECTRA, MPNet: a two-layer head that reads the first token itself.
+    return head.classifier(outputs[0])
+
+
+def _deberta_head(head, outputs):
+    # DeBERTa keeps its pooler outside the base model, so it belongs to the task head.
+    return head.classifier(head.dropout(head.pooler(outputs[0])))
+
+
+def _distilbert_head(head, outputs):
+    return head.classifier(head.dropout(torch.relu(head.pre_classifier(outputs[0][:, 0]))))
+
+
 @dataclass(frozen=True)
 class Architecture:
     """Where, inside the base model, the layers, projections and LayerNorms live."""
@@ -61,23 +80,33 @@ class Architecture:
     layers: Callable[[nn.Module], list]  # base model -> list of Transformer layers
     projection: str  # path, inside a layer, of the attention output projection
     layer_norm: str  # path, inside a layer, of the post-attention LayerNorm
+    # (head modules, base model outputs) -> logits: what *ForSequenceClassification.forward does
+    # after its base model, for a multi-task model that holds one head per task. The head modules
+    # are the classification model's children outside the base model, by the same names.
+    head: Callable[[nn.Module, tuple], torch.Tensor] = _pooled_head
 
 
 _BERT_LIKE = Architecture(
     lambda base: list(base.encoder.layer), "attention.output.dense", "attention.output.LayerNorm"
 )
+_ROBERTA_LIKE = Architecture(
+    lambda base: list(base.encoder.layer), "attention.output.dense", "attention.output.LayerNorm", _sequence_head
+)
+_DEBERTA_LIKE = Architecture(
+    lambda base: list(base.encoder.layer), "attention.output.dense", "attention.output.LayerNorm", _deberta_head
+)
 
 ARCHITECTURES = {
     "bert": _BERT_LIKE,
-    "roberta": _BERT_LIKE,
-    "xlm-roberta": _BERT_LIKE,
-    "camembert": _BERT_LIKE,
-    "electra": _BERT_LIKE,
+    "roberta": _ROBERTA_LIKE,
+    "xlm-roberta": _ROBERTA_LIKE,
+    "camembert": _ROBERTA_LIKE,
+    "electra": _ROBERTA_LIKE,
     "ernie": _BERT_LIKE,
-    "deberta": _BERT_LIKE,
-    "deberta-v2": _BERT_LIKE,  # DeBERTa-v3 checkpoints use this model type too
+    "deberta": _DEBERTA_LIKE,
+    "deberta-v2": _DEBERTA_LIKE,  # DeBERTa-v3 checkpoints use this model type too
     "distilbert": Architecture(
-        lambda base: list(base.transformer.layer), "attention.out_lin", "sa_layer_norm"
+        lambda base: list(base.transformer.layer), "attention.out_lin", "sa_layer_norm", _distilbert_head
     ),
     # ALBERT shares one set of layer weights across all its passes (usually a single
     # layer in a single group, run num_hidden_layers times). Its "layers" here are the
@@ -88,7 +117,8 @@ ARCHITECTURES = {
         "attention.dense",
         "attention.LayerNorm",
     ),
-    "mpnet": Architecture(lambda base: list(base.encoder.layer), "attention.attn.o", "attention.LayerNorm"),
+    "mpnet": Architecture(lambda base: list(base.encoder.layer), "attention.attn.o", "attention.LayerNorm",
+                          _sequence_head),
 }
 
 

@@ -77,3 +77,17 @@ def check_cosine_of_changes(cos_fn) -> bool:
     a, b = torch.tensor([1.5, 1.0, 0.5]), torch.tensor([2.0, 1.0, 0.0])
     ok = abs(float(cos_fn(a, b)) - 1.0) < 1e-6 and abs(float(cos_fn(a, torch.tensor([0.5, 1.0, 1.5]))) + 1.0) < 1e-6
     return _verdict(ok, "Subtract 1 from both weight vectors first: an untrained adapter (all ones) means 'no change'.")
+
+
+def check_per_example_adapter(adapter_fn) -> bool:
+    """Notebook 07: ``adapter_fn(x, weights, biases, index) -> y`` where ``x`` is (batch, tokens,
+    hidden), ``weights`` and ``biases`` are (tasks, hidden) tables and ``index`` (batch,) names
+    each example's task; example i must get ``x[i] * weights[index[i]] + biases[index[i]]``."""
+    g = torch.Generator().manual_seed(2)
+    x, weights, biases = torch.randn(5, 4, 6, generator=g), torch.randn(3, 6, generator=g), torch.randn(3, 6, generator=g)
+    index = torch.tensor([2, 0, 2, 1, 0])
+    expected = torch.stack([x[i] * weights[t] + biases[t] for i, t in enumerate(index.tolist())])
+    y = torch.as_tensor(adapter_fn(x, weights, biases, index))
+    ok = y.shape == expected.shape and torch.allclose(y, expected, atol=1e-6)
+    return _verdict(ok, "Gather one row per example (weights[index] has shape (batch, hidden)), then add a token "
+                        "dimension so it broadcasts over the tokens: shape (batch, 1, hidden).")

@@ -29,3 +29,9 @@ def test_r2_and_cosine_checks():
     cos = lambda a, b: torch.nn.functional.cosine_similarity(a - 1, b - 1, dim=0)
     assert exercises.check_cosine_of_changes(cos)
     assert not exercises.check_cosine_of_changes(lambda a, b: torch.nn.functional.cosine_similarity(a, b, dim=0))
+
+
+def test_per_example_adapter_check():
+    assert exercises.check_per_example_adapter(lambda x, w, b, i: x * w[i].unsqueeze(1) + b[i].unsqueeze(1))
+    assert not exercises.check_per_example_adapter(lambda x, w, b, i: x * w[0] + b[0])  # one task for all
+    assert not exercises.check_per_example_adapter(lambda x, w, b, i: x * w[i.flip(0)].unsqueeze(1) + b[i.flip(0)].unsqueeze(1))
