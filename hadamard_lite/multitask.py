@@ -217,7 +217,7 @@ class MultiTaskModel(nn.Module):
             raise ValueError(f"adapter {name!r} in {directory} is for model type {theirs[0]!r} with hidden size "
                              f"{theirs[1]} and {theirs[2]} layers, but this model is {ours[0]!r} with hidden size "
                              f"{ours[1]} and {ours[2]} layers")
-        layers = config["layers"]
+        layers = config["layers_to_transform"]
         if not layers or any(not isinstance(i, int) or not 0 <= i < self.num_layers for i in layers):
             raise ValueError(f"adapter {name!r} in {directory} has layers {layers}, but this model has layers "
                              f"0 to {self.num_layers - 1}")

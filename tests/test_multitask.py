@@ -163,11 +163,11 @@ def test_bad_adapters_are_rejected_before_anything_changes(tmp_path):
     with pytest.raises(ValueError, match="no task head"):
         mt.add_task("x", hl.save_adapter(encoder, tmp_path / "headless"))
     config = json.loads((folders["c"] / CONFIG_NAME).read_text())
-    config["layers"] = [0, 7]
+    config["layers_to_transform"] = [0, 7]
     (folders["c"] / CONFIG_NAME).write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"layers \[0, 7\]"):
         mt.add_task("c", folders["c"])
-    config["layers"] = [1]  # the file holds layers 0 and 2
+    config["layers_to_transform"] = [1]  # the file holds layers 0 and 2
     (folders["c"] / CONFIG_NAME).write_text(json.dumps(config))
     with pytest.raises(ValueError, match="does not fit this model"):
         mt.add_task("c", folders["c"])
