@@ -95,15 +95,17 @@ def check_adapter_gradients(grad_fn) -> bool:
 
 
 def check_merge(merge_fn) -> bool:
-    """Notebook 02: ``merge_fn(linear, W, b) -> (weight, bias)`` of one Linear equal to adapter(linear(x))."""
+    """Notebook 02: ``merge_fn(linear, W, b) -> (weight, bias)`` of one Linear equal to
+    ``linear(W * x + b)``: an adapter *before* a linear layer (as IA3 scales a layer's input),
+    folded into it. Notebook 02 shows the other order; this one the student derives."""
     r = _rng()
     g = torch.Generator().manual_seed(r.randrange(2**31))
     for _ in range(3):
         n_in, n_out = r.randint(2, 9), r.randint(2, 9)
         linear = torch.nn.Linear(n_in, n_out)
-        w, b, x = torch.randn(n_out, generator=g), torch.randn(n_out, generator=g), torch.randn(4, n_in, generator=g)
+        w, b, x = torch.randn(n_in, generator=g), torch.randn(n_in, generator=g), torch.randn(4, n_in, generator=g)
         with torch.no_grad():
-            expected = linear(x) * w + b
+            expected = linear(x * w + b)
             answer, error = _call(merge_fn, linear, w.clone(), b.clone())
             ok = False
             if error is None:
@@ -114,7 +116,8 @@ def check_merge(merge_fn) -> bool:
                     error = f"could not use (weight, bias) from your answer: {e}"
         if not ok:
             return _verdict(False, error or f"For a Linear({n_in}, {n_out}) the merged layer's output differs. "
-                            "Scale each output row of the weight by W, and pass the bias through the adapter too.")
+                            "W scales the layer's inputs, so it scales the weight's columns; the shift b passes "
+                            "through the weight and adds to the bias.")
     return _verdict(True, "")
 
 

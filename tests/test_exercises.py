@@ -58,6 +58,10 @@ def test_method_count():
     assert rejects(check, lambda c, layers: 2 * c.hidden_size * len(layers), "hadamard")
     assert rejects(check, lambda c, r: c.num_hidden_layers * 2 * c.hidden_size * r, "lora")  # one of A, B
     assert rejects(check, lambda c, r: c.num_hidden_layers * 4 * 2 * c.hidden_size * r, "lora")  # q, k, v and output
+    bitfit = lambda c: c.num_hidden_layers * (7 * c.hidden_size + c.intermediate_size) + 2 * c.hidden_size
+    assert accepts(check, bitfit, "bitfit")
+    assert rejects(check, lambda c: c.num_hidden_layers * (7 * c.hidden_size + c.intermediate_size), "bitfit")
+    assert rejects(check, lambda c: 102_912, "bitfit")  # bert-base, as printed in notebook 04
     assert accepts(check, lambda c: c.num_hidden_layers * (2 * c.hidden_size + c.intermediate_size), "ia3")
     with pytest.raises(ValueError, match="unknown method"):
         check(lambda c: 0, "prefix")
@@ -74,11 +78,12 @@ def test_adapter_gradients():
 
 
 def test_merge():
-    check = exercises.check_merge
-    assert accepts(check, lambda lin, w, b: (lin.weight * w[:, None], lin.bias * w + b))
-    assert rejects(check, lambda lin, w, b: (lin.weight * w[:, None], lin.bias + b))  # bias not through the adapter
-    assert rejects(check, lambda lin, w, b: (lin.weight * w, lin.bias * w + b))  # columns, not rows
-    assert rejects(check, lambda lin, w, b: (lin.weight, lin.bias * w + b))
+    check = exercises.check_merge  # the adapter before the linear layer: linear(W * x + b)
+    assert accepts(check, lambda lin, w, b: (lin.weight * w[None, :], lin.weight @ b + lin.bias))
+    assert rejects(check, lambda lin, w, b: (lin.weight * w[None, :], lin.bias + b))  # shift not through the weight
+    assert rejects(check, lambda lin, w, b: (lin.weight * w[:, None], lin.bias * w + b))  # notebook 02's other order
+    assert rejects(check, lambda lin, w, b: (lin.weight * w, lin.weight @ b + lin.bias))
+    assert rejects(check, lambda lin, w, b: (lin.weight, lin.bias))
 
 
 def r2(t, p):
