@@ -74,7 +74,7 @@ def test_notebook_extra_is_what_the_notebooks_import():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     names = {d.split(">")[0].split("=")[0].split("[")[0].replace("-", "_")
              for d in project["dependencies"] + project["optional-dependencies"]["notebooks"]}
-    allowed = names | {"hadamard_lite", "sys", "json", "pathlib", "time", "copy", "tempfile", "subprocess",
+    allowed = names | {"hadamard_lite", "os", "sys", "json", "pathlib", "time", "copy", "tempfile", "subprocess",
                        "importlib", "math", "random", "collections", "functools", "itertools"}
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         for cell in json.loads(path.read_text())["cells"]:
