@@ -83,7 +83,10 @@ def quote(timings: dict) -> None:
     for name, minutes in timings["minutes"].items():
         # | 01 | [title](notebooks/01_x.ipynb) | what | MINUTES | ...
         text = re.sub(rf"(\]\(notebooks/{re.escape(name)}\) \|[^|\n]*\| )[\d.]+( \|)", rf"\g<1>{minutes}\g<2>", text)
-    text = re.sub(r"The whole series took [\d.]+ CPU minutes", f"The whole series took {timings['total_minutes']} CPU minutes", text)
+    missing = [p.name for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) if p.name not in timings["minutes"]]
+    total = (f"The whole series took {timings['total_minutes']} CPU minutes." if not missing else
+             f"The whole series is not measured yet (missing: {', '.join(missing)}).")
+    text = re.sub(r"The whole series (took [\d.]+ CPU minutes|is not measured yet \([^)]*\))\.", lambda m: total, text)
     atomic_write(readme, lambda tmp: Path(tmp).write_text(text))
 
 

@@ -30,8 +30,11 @@ def test_notebook_headers_quote_the_timings_file():
 
 def test_readme_table_quotes_the_timings_file():
     readme = (ROOT / "README.md").read_text()
-    total = re.search(r"The whole series took ([\d.]+) CPU minutes", readme)
-    assert total and total.group(1) == str(TIMINGS["total_minutes"])
+    if all(p.name in TIMINGS["minutes"] for p in NOTEBOOKS):
+        total = re.search(r"The whole series took ([\d.]+) CPU minutes", readme)
+        assert total and total.group(1) == str(TIMINGS["total_minutes"])
+    else:
+        assert "The whole series is not measured yet" in readme
     for name, minutes in TIMINGS["minutes"].items():
         row = re.search(rf"\]\(notebooks/{re.escape(name)}\) \|[^|\n]*\| ([\d.]+) \|", readme)
         assert row, f"the README's notebook table has no row for {name}"
