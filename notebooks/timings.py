@@ -69,12 +69,13 @@ def quote(timings: dict) -> None:
     sys.path.insert(0, str(ROOT))
     from hadamard_lite.adapter_files import atomic_write
 
-    for name, minutes in timings["minutes"].items():
-        path = ROOT / "notebooks" / name
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        minutes = timings["minutes"].get(path.name)
         notebook = json.loads(path.read_text())
         first = "".join(notebook["cells"][0]["source"])
         line = (f"*Time:* {minutes} CPU minutes under nbval (measured: `notebooks/timings.json`, which also "
-                "gives the wall clock and the machine's load during the run).")
+                "gives the wall clock and the machine's load during the run)." if minutes is not None else
+                "*Time:* not measured yet for this version (`python notebooks/timings.py` writes it).")
         if HEADER.search(first) and HEADER.search(first).group(0) != line:
             notebook["cells"][0]["source"] = HEADER.sub(lambda m: line, first)
             atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"))

@@ -23,7 +23,8 @@ def test_notebook_headers_quote_the_timings_file():
         if path.name in TIMINGS["minutes"]:
             assert quoted == [str(TIMINGS["minutes"][path.name])], f"{path.name} quotes {quoted}; run python notebooks/timings.py --quote-only"
         else:
-            assert not quoted, f"{path.name} quotes a time that notebooks/timings.json lacks; run python notebooks/timings.py {path.name}"
+            assert not quoted and "*Time:* not measured yet" in "".join(cells[0]["source"]), (
+                f"{path.name} quotes a time that notebooks/timings.json lacks; run python notebooks/timings.py {path.name}")
         # nbconvert's per-cell timestamps would be a third, different timing: they are not committed
         assert not any("execution" in c.get("metadata", {}) for c in cells), f"{path.name} carries execution timestamps"
 
