@@ -81,9 +81,11 @@ def quote(timings: dict) -> None:
             atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"))
     readme = ROOT / "README.md"
     text = readme.read_text()
-    for name, minutes in timings["minutes"].items():
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        minutes = timings["minutes"].get(path.name, "not measured")
         # | 01 | [title](notebooks/01_x.ipynb) | what | MINUTES | ...
-        text = re.sub(rf"(\]\(notebooks/{re.escape(name)}\) \|[^|\n]*\| )[\d.]+( \|)", rf"\g<1>{minutes}\g<2>", text)
+        text = re.sub(rf"(\]\(notebooks/{re.escape(path.name)}\) \|[^|\n]*\| )([\d.]+|not measured)( \|)",
+                      lambda m: f"{m.group(1)}{minutes}{m.group(3)}", text)
     missing = [p.name for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) if p.name not in timings["minutes"]]
     total = (f"The whole series took {timings['total_minutes']} CPU minutes." if not missing else
              f"The whole series is not measured yet (missing: {', '.join(missing)}).")
