@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .adapter import architecture_of, encoder_layers, hadamard_adapters, post_attention_layer_norms
+from .inference import model_device, predictions, to_device
 
 
 def adapter_vectors(model: nn.Module) -> tuple:
@@ -109,12 +110,14 @@ def capture_attention_outputs(model: nn.Module, batches, max_tokens: int = 20_00
         target = getattr(projection, "linear", projection)  # before the adapter, if there is one
         hooks.append(target.register_forward_hook(lambda m, inp, out, i=i: captured[i].append(out.detach())))
     model.eval()
+    device = model_device(model)
     try:
         seen = 0
         for batch in batches:
+            batch = to_device(batch, device)  # CPU batches, a model that may sit on a GPU
             mask = batch["attention_mask"].bool()
             start = [len(c) for c in captured]
-            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            model(**batch)
             for i, c in enumerate(captured):  # keep real tokens only (ALBERT's shared layer runs many times)
                 c[start[i]:] = [x[mask] for x in c[start[i]:]]
             seen += int(mask.sum())
@@ -202,20 +205,25 @@ def share_adapters(models: dict, layers) -> dict:
 
 
 def train_multitask(models: dict, tokenizer, train: dict, dev: dict, epochs: int = 2, lr: float = 1e-2,
-                    batch_size: int = 32, seed: int = 0, progress: bool = True) -> dict:
+                    batch_size: int = 32, seed: int = 0, progress: bool = True, device: str = "auto") -> dict:
     """Train several task models together, one batch of a task at a time in a seeded random
     order, with one optimizer over their (possibly shared) trainable parameters.
 
-    ``models``, ``train`` and ``dev`` map task names to models and ``GlueSplit`` objects. Returns the
-    best dev score of every task (main metric), with its trainable-parameter count overall.
+    ``models``, ``train`` and ``dev`` map task names to models and ``GlueSplit`` objects. The models
+    move to ``device`` ("auto": CUDA, then Apple MPS, then the CPU), and every batch with them.
+    Returns the best dev score of every task (main metric), with its trainable-parameter count overall.
     """
     import random
 
     from tqdm.auto import tqdm
 
     from .data import batches
-    from .trainer import TrainConfig, Trainer, lr_at
+    from .metrics import glue_metrics
+    from .trainer import lr_at, pick_device
 
+    target = pick_device(device)
+    for model in models.values():  # before the optimizer sees the parameters; shared modules move once
+        model.to(target)
     params = {id(p): p for m in models.values() for p in m.parameters() if p.requires_grad}
     optimizer = torch.optim.AdamW(params.values(), lr=lr, weight_decay=0.0)
     torch.manual_seed(seed)
@@ -228,15 +236,14 @@ def train_multitask(models: dict, tokenizer, train: dict, dev: dict, epochs: int
     for step, k in enumerate(tqdm(order, desc="multi-task", disable=not progress, leave=False)):
         task, batch = schedule[k]
         model = models[task].train()
-        batch.pop("index", None)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, len(order), max(1, len(order) // 16), lr)
-        model(**batch).loss.backward()
+        model(**to_device(batch, target), labels=batch["labels"].to(target)).loss.backward()
         torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if (step + 1) % per_epoch == 0 or step + 1 == len(order):
             for t, m in models.items():
-                score = next(iter(Trainer(m, tokenizer, dev[t], dev[t], TrainConfig(progress=False)).evaluate().values()))
+                score = next(iter(glue_metrics(dev[t].task.name, predictions(m, tokenizer, dev[t]), dev[t].labels).values()))
                 best[t] = max(best[t], score)
     return {"scores": best, "trainable": sum(p.numel() for p in params.values())}

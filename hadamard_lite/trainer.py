@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from .adapter_files import atomic_write
 from .data import GlueSplit, batches
+from .inference import logits
 from .metrics import glue_metrics
 
 
@@ -199,20 +200,11 @@ class Trainer:
         return {n: p.detach().clone() for n, p in self.trainable.items()}
 
     # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
     def predict(self, data: GlueSplit):
-        """Predictions for every example of ``data``, in its order."""
-        self.model.eval()
-        out = [None] * len(data)
-        for batch in batches(data, self.tokenizer, self.config.eval_batch_size, self.config.max_length):
-            index = batch.pop("index")
-            batch.pop("labels")
-            with self._autocast():
-                logits = self.model(**{k: v.to(self.device) for k, v in batch.items()}).logits.float()
-            values = logits.squeeze(-1) if data.task.is_regression else logits.argmax(-1)
-            for i, v in zip(index.tolist(), values.cpu().tolist()):
-                out[i] = v
-        return out
+        """Predictions for every example of ``data``, in its order (class ids, or scores for regression)."""
+        values = logits(self.model, self.tokenizer, data, self.config.eval_batch_size, self.config.max_length,
+                        self.precision)
+        return (values.squeeze(-1) if data.task.is_regression else values.argmax(-1)).tolist()
 
     def evaluate(self, data: GlueSplit | None = None) -> dict:
         data = data or self.eval_data

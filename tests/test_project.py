@@ -54,3 +54,35 @@ def test_readme_and_ci_run_the_same_test_command():
     test_line = next(line for line in ci.splitlines() if line.startswith("python3 -m pytest"))
     command = test_line.replace("python3 ", "python ").replace(" -p no:cacheprovider", "")
     assert command in readme
+
+
+def test_notebook_data_shipped_in_the_package_matches_results():
+    """Notebook 05 reads the five-task results from the package (Colab has no results/ folder)."""
+    shipped = ROOT / "hadamard_lite" / "data_files"
+    assert (shipped / "patterns.json").read_bytes() == (ROOT / "results" / "patterns" / "patterns.json").read_bytes()
+    assert (shipped / "patterns.md").read_bytes() == (ROOT / "results" / "patterns.md").read_bytes()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "data_files/*" in project["tool"]["setuptools"]["package-data"]["hadamard_lite"]
+
+
+def test_notebook_extra_is_what_the_notebooks_import():
+    """Colab installs the package with its `notebooks` extra only: every module a notebook imports
+    must come from the package's dependencies or that extra."""
+    import ast
+    import json
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {d.split(">")[0].split("=")[0].split("[")[0].replace("-", "_")
+             for d in project["dependencies"] + project["optional-dependencies"]["notebooks"]}
+    allowed = names | {"hadamard_lite", "os", "sys", "json", "pathlib", "time", "copy", "tempfile", "subprocess",
+                       "importlib", "math", "random", "collections", "functools", "itertools"}
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            source = "\n".join(l for l in "".join(cell["source"]).splitlines() if not l.lstrip().startswith(("!", "%")))
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                    for module in modules:
+                        assert module.split(".")[0] in allowed, f"{path.name} imports {module}, which Colab's install lacks"
