@@ -4,7 +4,8 @@
     python benchmarks/readme_tables.py --check    # exit 1 if the README differs (a test runs this)
 
 A block sits between `<!-- BEGIN results/NAME -->` and `<!-- END results/NAME -->`; its content is
-taken from `results/NAME/results.md`: the first table and, for speed files, the list of ratios.
+taken from `results/NAME/results.md`: the first table (`BEGIN results/NAME table=2`: the second) and
+the file's list of ratios, if it has one.
 """
 import argparse
 import re
@@ -12,35 +13,36 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BLOCK = re.compile(r"(<!-- BEGIN (results/[\w.-]+) -->\n)(.*?)(<!-- END \2 -->)", re.S)
+BLOCK = re.compile(r"(<!-- BEGIN (results/[\w.-]+)(?: table=(\d+))? -->\n)(.*?)(<!-- END \2 -->)", re.S)
 
 
-def first_table(text: str) -> list:
-    lines, out = text.splitlines(), []
-    for line in lines:
+def nth_table(text: str, n: int = 1) -> list:
+    tables, current = [], []
+    for line in text.splitlines() + [""]:
         if line.startswith("|"):
-            out.append(line)
-        elif out:
-            break
-    return out
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    return tables[n - 1] if len(tables) >= n else []
 
 
 def ratios(text: str) -> list:
     return [line for line in text.splitlines() if line.startswith("- ")]
 
 
-def render(name: str) -> str:
+def render(name: str, table: int = 1) -> str:
     path = ROOT / name / "results.md"
     if not path.is_file():
         raise SystemExit(f"README names {name}, but {path} does not exist; run the command that writes it")
     text = path.read_text()
-    body = first_table(text) + ([""] + ratios(text) if ratios(text) else [])
+    body = nth_table(text, table) + ([""] + ratios(text) if ratios(text) else [])
     return "\n".join(body) + f"\n\n(From [`{name}/results.md`]({name}/results.md), which names the command, machine, threads and precision.)\n"
 
 
 def rendered_readme() -> tuple:
     readme = (ROOT / "README.md").read_text()
-    new = BLOCK.sub(lambda m: m.group(1) + render(m.group(2)) + m.group(4), readme)
+    new = BLOCK.sub(lambda m: m.group(1) + render(m.group(2), int(m.group(3) or 1)) + m.group(5), readme)
     return readme, new
 
 

@@ -62,7 +62,7 @@ def test_readme_tables_notice_a_changed_number(tmp_path, monkeypatch):
     name = blocks[0][1]
     fake = tmp_path / name
     fake.mkdir(parents=True)
-    text = (ROOT / name / "results.md").read_text()
+    text = (ROOT / name / "results.md").read_text()  # the first block renders the first table
     changed = text.replace("|", "| 0.1 |", 1)  # one more cell in the first table
     (fake / "results.md").write_text(changed)
     (tmp_path / "README.md").write_text(readme)
