@@ -59,12 +59,13 @@ def test_readme_tables_notice_a_changed_number(tmp_path, monkeypatch):
     blocks = readme_tables.BLOCK.findall(readme)
     if not blocks:
         pytest.skip("the README has no rendered result blocks yet")
-    name = blocks[0][1]
-    fake = tmp_path / name
-    fake.mkdir(parents=True)
-    text = (ROOT / name / "results.md").read_text()  # the first block renders the first table
+    for _, other, *_ in blocks:  # every file the README renders, copied as it is
+        (tmp_path / other).mkdir(parents=True, exist_ok=True)
+        (tmp_path / other / "results.md").write_text((ROOT / other / "results.md").read_text())
+    name = next(b[1] for b in blocks if not b[2])  # a block that renders its file's first table
+    text = (ROOT / name / "results.md").read_text()
     changed = text.replace("|", "| 0.1 |", 1)  # one more cell in the first table
-    (fake / "results.md").write_text(changed)
+    (tmp_path / name / "results.md").write_text(changed)
     (tmp_path / "README.md").write_text(readme)
     monkeypatch.setattr(readme_tables, "ROOT", tmp_path)
     old, new = readme_tables.rendered_readme()
