@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+ROOT = Path(__file__).resolve().parents[1]
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hadamard_lite as hl  # noqa: E402
@@ -88,9 +90,9 @@ def job_name(job: dict) -> str:
     return f"{job['task']}_{job['method']}_{job['kind']}_{tail}"
 
 
-def claim(out: Path, job: dict) -> bool:
-    """Take a job for this process; False if another live process has it."""
-    path = out / "claims" / (job_name(job) + ".claim")
+def claim(out: Path, name: str) -> bool:
+    """Take the job called ``name`` for this process; False if another live process has it."""
+    path = out / "claims" / (name + ".claim")
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         try:
@@ -189,7 +191,7 @@ def run(args) -> None:
             if lr is None:
                 waiting = True  # its grid is not finished (perhaps by another worker)
                 continue
-            if not claim(out, job):
+            if not claim(out, job_name(job)):
                 waiting = True
                 continue
             break
@@ -355,6 +357,13 @@ def write_tables(out: Path) -> str:
     text = "\n".join(lines) + "\n"
     atomic_write(out / "results.md", lambda tmp: Path(tmp).write_text(text))
     atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1) + "\n"))
+    if out.resolve().parent == (ROOT / "results").resolve():
+        # A copy inside the package, for notebook 03 on Colab (where only the package is installed).
+        packaged = {"source": f"results/{out.name}/summary.json", "machine": any_run["machine"],
+                    "precision": any_run["precision"], "runs_finished": len(runs),
+                    "runs_planned": len(runs) + len(pending), "majority_class": majority, "summary": summary}
+        atomic_write(ROOT / "hadamard_lite" / "measured" / f"{out.name}.json",
+                     lambda tmp: Path(tmp).write_text(json.dumps(packaged, indent=1) + "\n"))
     return text
 
 

@@ -122,6 +122,17 @@ def read_adapter_config(directory) -> dict:
     return config
 
 
+def read_adapter_weights(directory) -> dict:
+    """The tensors of ``directory``'s weights file, with a clear error if it is missing or corrupt."""
+    weights = Path(directory) / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"no adapter weights at {weights}: expected a directory written by save_adapter")
+    try:
+        return load_file(weights)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{weights} is corrupt or not a safetensors file ({err}); save the adapter again") from err
+
+
 def load_adapter(model: nn.Module, directory) -> nn.Module:
     """Load adapter files into ``model`` (a fresh base model, or one with matching adapters).
 
@@ -151,13 +162,7 @@ def load_adapter(model: nn.Module, directory) -> nn.Module:
     if any(not 0 <= i < num_layers for i in layers):
         raise ValueError(f"adapter in {directory} does not fit: {other_model}it has layers {layers}, "
                          f"but this model has only {num_layers} layers (0 to {num_layers - 1})")
-    weights = directory / WEIGHTS_NAME
-    if not weights.is_file():
-        raise FileNotFoundError(f"no adapter weights at {weights}: expected a directory written by save_adapter")
-    try:
-        tensors = load_file(weights)
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ValueError(f"{weights} is corrupt or not a safetensors file ({err}); save the adapter again") from err
+    tensors = read_adapter_weights(directory)
 
     injected = not present
     if injected:

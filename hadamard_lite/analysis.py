@@ -24,6 +24,19 @@ def adapter_vectors(model: nn.Module) -> tuple:
     return list(adapters), w, b
 
 
+def pattern_vectors(model: nn.Module, pretrained: nn.Module) -> dict:
+    """Everything stage 2 changes, per adapted layer, as float64 arrays of shape (layers, hidden):
+    ``w`` (W - 1), ``b``, ``ln_weight`` and ``ln_bias`` (the post-attention LayerNorm's gamma and
+    beta minus their pre-trained values). Each is zero for an untrained adapter."""
+    layers, w, b = adapter_vectors(model)
+    tuned, original = post_attention_layer_norms(model, layers), post_attention_layer_norms(pretrained, layers)
+
+    def change(name):
+        return np.stack([(getattr(tuned[i], name) - getattr(original[i], name).to(getattr(tuned[i], name)))
+                         .detach().cpu().double().numpy() for i in layers])
+    return {"layers": layers, "w": w - 1, "b": b, "ln_weight": change("weight"), "ln_bias": change("bias")}
+
+
 def adapter_statistics(model: nn.Module) -> list:
     """Per adapted layer: mean and max of ``|W - 1|`` and ``|b|``, and the L2 norms of ``W - 1`` and ``b``."""
     layers, w, b = adapter_vectors(model)
@@ -136,33 +149,45 @@ def _r2(target: np.ndarray, prediction: np.ndarray) -> float:
 
 
 def fit_attention_maps(before: np.ndarray, after: np.ndarray, holdout: float = 0.5) -> dict:
-    """How well maps of ``before`` (pre-trained attention outputs, tokens x hidden) predict
-    ``after`` (fine-tuned ones), as R² on held-out tokens:
+    """How well maps of ``before`` (pre-trained attention outputs, tokens x hidden) predict the
+    fine-tuned ones, as R² on held-out tokens. The maps, fitted on the first ``1 - holdout`` of the
+    tokens and scored on the rest (tokens come in sentence order, so the two parts are different
+    sentences but for the one at the split):
 
+    - ``identity``: after = before (nothing fitted): the baseline every map must beat;
     - ``elementwise``: after_j = w_j * before_j + b_j (the Hadamard adapter's form);
     - ``quadratic``: after_j = a_j * before_j² + w_j * before_j + b_j, still per dimension;
-    - ``linear``: after = before @ M + c, a full hidden x hidden map.
+    - ``linear``: after = before @ M + c, a full hidden x hidden map (``linear_params`` numbers).
+
+    Top-level keys score the fine-tuned outputs themselves; ``change`` holds the same maps scored on
+    the change (after - before), where the identity predicts no change, so its R² is at most 0. An
+    output R² near 1 can hide a map that explains little of what fine-tuning did; the change cannot.
     """
     n = len(before)
     split = int(n * (1 - holdout))
     x, y, xt, yt = before[:split], after[:split], before[split:], after[split:]
 
-    def per_dimension(features, test_features):
+    def per_dimension(features):
         prediction = np.empty_like(yt)
         for j in range(y.shape[1]):
             coef, *_ = np.linalg.lstsq(features(x[:, j]), y[:, j], rcond=None)
-            prediction[:, j] = test_features(xt[:, j]) @ coef
+            prediction[:, j] = features(xt[:, j]) @ coef
         return prediction
 
     linear_features = lambda v: np.stack([v, np.ones_like(v)], 1)
     quadratic_features = lambda v: np.stack([v * v, v, np.ones_like(v)], 1)
-    full = np.hstack([x, np.ones((len(x), 1))])
-    coef, *_ = np.linalg.lstsq(full, y, rcond=None)
-    return {"elementwise": _r2(yt, per_dimension(linear_features, linear_features)),
-            "quadratic": _r2(yt, per_dimension(quadratic_features, quadratic_features)),
-            "linear": _r2(yt, np.hstack([xt, np.ones((len(xt), 1))]) @ coef),
-            "norm_before": float(np.linalg.norm(before, axis=1).mean()),
-            "norm_after": float(np.linalg.norm(after, axis=1).mean())}
+    coef, *_ = np.linalg.lstsq(np.hstack([x, np.ones((len(x), 1))]), y, rcond=None)
+    predictions = {"identity": xt, "elementwise": per_dimension(linear_features),
+                   "quadratic": per_dimension(quadratic_features),
+                   "linear": np.hstack([xt, np.ones((len(xt), 1))]) @ coef}
+    out = {name: _r2(yt, p) for name, p in predictions.items()}
+    # Every map predicts after; after - before is then predicted by prediction - before.
+    out["change"] = {name: _r2(yt - xt, p - xt) for name, p in predictions.items()}
+    norm_before, norm_after = np.linalg.norm(before, axis=1), np.linalg.norm(after, axis=1)
+    out.update({"norm_before": float(norm_before.mean()), "norm_after": float(norm_after.mean()),
+                "relative_change": float((np.linalg.norm(after - before, axis=1) / norm_before).mean()),
+                "linear_params": int(coef.size), "fit_tokens": int(split), "test_tokens": int(n - split)})
+    return out
 
 
 # ---------------------------------------------------------------- pruning and sharing
@@ -211,7 +236,8 @@ def train_multitask(models: dict, tokenizer, train: dict, dev: dict, epochs: int
 
     ``models``, ``train`` and ``dev`` map task names to models and ``GlueSplit`` objects. The models
     move to ``device`` ("auto": CUDA, then Apple MPS, then the CPU), and every batch with them.
-    Returns the best dev score of every task (main metric), with its trainable-parameter count overall.
+    Returns every task's dev score (main metric) after the last epoch, with the trainable-parameter
+    count overall. No epoch is chosen on the dev set that is reported.
     """
     import random
 
@@ -231,8 +257,6 @@ def train_multitask(models: dict, tokenizer, train: dict, dev: dict, epochs: int
                 for b in batches(train[t], tokenizer, batch_size, shuffle=True, seed=seed, epoch=e)]
     order = list(range(len(schedule)))
     random.Random(seed).shuffle(order)
-    best = {t: -float("inf") for t in models}
-    per_epoch = len(order) // epochs
     for step, k in enumerate(tqdm(order, desc="multi-task", disable=not progress, leave=False)):
         task, batch = schedule[k]
         model = models[task].train()
@@ -242,8 +266,6 @@ def train_multitask(models: dict, tokenizer, train: dict, dev: dict, epochs: int
         torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if (step + 1) % per_epoch == 0 or step + 1 == len(order):
-            for t, m in models.items():
-                score = next(iter(glue_metrics(dev[t].task.name, predictions(m, tokenizer, dev[t]), dev[t].labels).values()))
-                best[t] = max(best[t], score)
-    return {"scores": best, "trainable": sum(p.numel() for p in params.values())}
+    scores = {t: next(iter(glue_metrics(dev[t].task.name, predictions(m, tokenizer, dev[t]), dev[t].labels).values()))
+              for t, m in models.items()}
+    return {"scores": scores, "trainable": sum(p.numel() for p in params.values())}

@@ -216,6 +216,17 @@ def encode(data: GlueSplit, tokenizer, max_length: int = 128) -> list:
     return data._encoded[key]
 
 
+def pad_ids(rows: list, pad: int) -> tuple:
+    """Token id lists of different lengths -> (input_ids, attention_mask), right-padded to the longest."""
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, ids in enumerate(rows):
+        input_ids[row, :len(ids)] = torch.tensor(ids)
+        mask[row, :len(ids)] = 1
+    return input_ids, mask
+
+
 def batches(data: GlueSplit, tokenizer, batch_size: int = 32, max_length: int = 128,
             shuffle: bool = False, seed: int = 0, epoch: int = 0):
     """Padded batches (dicts of tensors, ``labels`` included), grouped by length.
@@ -239,11 +250,6 @@ def batches(data: GlueSplit, tokenizer, batch_size: int = 32, max_length: int = 
     label_dtype = torch.float32 if data.task.is_regression else torch.long
     pad = tokenizer.pad_token_id or 0
     for group in groups:
-        width = max(len(ids[i]) for i in group)
-        input_ids = torch.full((len(group), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(group), width), dtype=torch.long)
-        for row, i in enumerate(group):
-            input_ids[row, :len(ids[i])] = torch.tensor(ids[i])
-            mask[row, :len(ids[i])] = 1
+        input_ids, mask = pad_ids([ids[i] for i in group], pad)
         yield {"input_ids": input_ids, "attention_mask": mask,
                "labels": torch.tensor([data.labels[i] for i in group], dtype=label_dtype), "index": torch.tensor(group)}

@@ -8,6 +8,7 @@ from torch import nn
 from .adapter import adapted_layers, hadamard_adapters, post_attention_layer_norms
 
 STAGES = ("head", "adapter")
+PARTS = ("weight", "bias", "layernorm")  # what stage 2 trains: the adapter's W, its b, the LayerNorm after it
 
 
 def head_parameters(model: nn.Module) -> dict:
@@ -22,14 +23,19 @@ def head_parameters(model: nn.Module) -> dict:
     return {n: p for n, p in model.named_parameters() if not n.startswith(prefix)}
 
 
-def freeze_for_stage(model: nn.Module, stage: str, train_head: bool = False) -> nn.Module:
+def freeze_for_stage(model: nn.Module, stage: str, train_head: bool = False, parts=PARTS) -> nn.Module:
     """Set ``requires_grad`` for one stage of the two-stage recipe.
 
     ``"head"``: only the classifier head trains. ``"adapter"``: only the Hadamard adapters and
     the post-attention LayerNorms of the adapted layers train, plus the head if ``train_head``.
+    ``parts`` narrows stage "adapter" to some of ``PARTS`` (the paper's question of which parts
+    matter): ``("bias",)`` trains only b, leaving W at its value (1 at start) and the LayerNorm frozen.
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; use one of {STAGES}")
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown or not parts:
+        raise ValueError(f"parts must be a non-empty subset of {PARTS}, got {tuple(parts)}")
     head = head_parameters(model)
     if stage == "head" and not head:
         raise ValueError("stage 'head' needs a model with a task head, e.g. AutoModelForSequenceClassification")
@@ -40,8 +46,12 @@ def freeze_for_stage(model: nn.Module, stage: str, train_head: bool = False) -> 
         for p in head.values():
             p.requires_grad_(True)
     if stage == "adapter":
-        for module in [*hadamard_adapters(model).values(), *post_attention_layer_norms(model).values()]:
-            module.requires_grad_(True)
+        for adapter in hadamard_adapters(model).values():
+            adapter.weight.requires_grad_("weight" in parts)
+            adapter.bias.requires_grad_("bias" in parts)
+        if "layernorm" in parts:
+            for norm in post_attention_layer_norms(model).values():
+                norm.requires_grad_(True)
     return model
 
 

@@ -29,14 +29,12 @@ import copy
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 from torch.nn import functional as F
 from transformers import AutoModelForSequenceClassification
 
 from .adapter import adapted_layers, architecture_of, _parent_and_name
-from .adapter_files import WEIGHTS_NAME, read_adapter_config
+from .adapter_files import read_adapter_config, read_adapter_weights
 
 
 def adapter_base_model(config: dict):
@@ -225,13 +223,7 @@ class MultiTaskModel(nn.Module):
         if "head" not in config["groups"] or not isinstance(num_labels, int) or num_labels < 1:
             raise ValueError(f"adapter {name!r} in {directory} has no task head; a multi-task model needs one per "
                              "task: save the adapter from a *ForSequenceClassification model")
-        weights = directory / WEIGHTS_NAME
-        if not weights.is_file():
-            raise FileNotFoundError(f"no adapter weights at {weights}: expected a directory written by save_adapter")
-        try:
-            tensors = load_file(weights)
-        except (SafetensorError, OSError, ValueError) as err:
-            raise ValueError(f"{weights} is corrupt or not a safetensors file ({err}); save the adapter again") from err
+        tensors = read_adapter_weights(directory)
 
         head = self._new_head(num_labels)
         expected = {n: tuple(p.shape) for n, p in head.named_parameters()}

@@ -86,6 +86,8 @@ def predict_examples(mt, tokenizer, examples: list, tasks: dict, batch_size=32, 
     """
     import torch
 
+    from .data import pad_ids
+
     device = next(mt.parameters()).device
     ids = [tokenizer(text, pair, truncation=True, max_length=max_length)["input_ids"] for _, _, text, pair in examples]
     order = sorted(range(len(examples)), key=lambda i: len(ids[i]))
@@ -93,12 +95,7 @@ def predict_examples(mt, tokenizer, examples: list, tasks: dict, batch_size=32, 
     results = [None] * len(examples)
     for start in range(0, len(order), batch_size):
         group = order[start:start + batch_size]
-        width = max(len(ids[i]) for i in group)
-        input_ids = torch.full((len(group), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(group), width), dtype=torch.long)
-        for row, i in enumerate(group):
-            input_ids[row, :len(ids[i])] = torch.tensor(ids[i])
-            mask[row, :len(ids[i])] = 1
+        input_ids, mask = pad_ids([ids[i] for i in group], pad)
         names = [examples[i][1] for i in group]
         with torch.inference_mode():
             logits = mt(input_ids.to(device), mask.to(device), tasks=names)

@@ -372,7 +372,7 @@ class Trainer:
 def train_two_stage(model: nn.Module, tokenizer, train_data: GlueSplit, eval_data: GlueSplit | None = None,
                     head_epochs: int = 1, adapter_epochs: int = 3, head_lr: float = 1e-2, adapter_lr: float = 1e-2,
                     train_head: bool = True, layers=None, config: TrainConfig | None = None,
-                    resume: bool = False) -> dict:
+                    resume: bool = False, parts=("weight", "bias", "layernorm")) -> dict:
     """The paper's recipe: (1) only the classifier head trains; (2) adapters are injected and
     only they and the post-attention LayerNorms train (plus the head if ``train_head``).
 
@@ -384,6 +384,8 @@ def train_two_stage(model: nn.Module, tokenizer, train_data: GlueSplit, eval_dat
     With ``config.checkpoint_dir``, each stage writes its epoch checkpoints to its own subfolder
     (``head/``, ``adapter/``); ``resume=True`` continues from them: a finished stage 1 is restored
     from its last checkpoint instead of trained again, and stage 2 continues after its last epoch.
+    ``parts`` narrows stage 2 to some of the adapter's W, its b and the LayerNorm
+    (``freeze_for_stage``): the ablation of which parts matter.
     """
     from .adapter import add_hadamard_adapter, adapted_layers
     from .freezing import freeze_for_stage
@@ -415,7 +417,7 @@ def train_two_stage(model: nn.Module, tokenizer, train_data: GlueSplit, eval_dat
         results["head"] = fit("stage 1 (head only)", stage_config("head", head_epochs, head_lr))
     if not adapted_layers(model):
         add_hadamard_adapter(model, layers)
-    freeze_for_stage(model, "adapter", train_head=train_head)
+    freeze_for_stage(model, "adapter", train_head=train_head, parts=parts)
     results["adapter"] = fit("stage 2 (adapters)", stage_config("adapter", adapter_epochs, adapter_lr))
     results["best_metric"] = results["adapter"]["best_metric"]
     return results

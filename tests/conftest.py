@@ -66,3 +66,21 @@ def tiny_model_dir(tmp_path_factory):
     AutoModelForSequenceClassification.from_config(config).save_pretrained(path)
     load_tokenizer().save_pretrained(path)
     return path
+
+
+def random_minilm_adapters(root, specs, seed: int):
+    """Random adapters on the bundled MiniLM, saved with ``save_adapter``. ``specs``: (name, layers,
+    num_labels). Returns (folders, models): each task's adapter folder and its own adapted model."""
+    import hadamard_lite as hl
+    g = torch.Generator().manual_seed(seed)
+    folders, models = {}, {}
+    for name, layers, num_labels in specs:
+        model = hl.load_model(num_labels=num_labels).eval()
+        hl.add_hadamard_adapter(model, layers)
+        hl.freeze_for_stage(model, "adapter", train_head=True)
+        with torch.no_grad():
+            for p in [p for p in model.parameters() if p.requires_grad]:
+                p.add_(0.2 * torch.randn(p.shape, generator=g))
+        folders[name] = hl.save_adapter(model, Path(root) / name)
+        models[name] = model
+    return folders, models

@@ -67,6 +67,28 @@ def test_training_changes_only_intended_parameters(model_type):
             assert all(".hadamard." in n or "norm" in n.lower() for n in trainable)
 
 
+@pytest.mark.parametrize("parts", [("weight",), ("bias",), ("layernorm",), ("weight", "bias")])
+def test_parts_train_only_what_they_name(parts):
+    """The ablation of which parts matter: stage 2 narrowed to W, b or the LayerNorm."""
+    model = tiny_model("bert")
+    hl.add_hadamard_adapter(model)
+    hl.freeze_for_stage(model, "adapter", train_head=True, parts=parts)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    head = set(hl.head_parameters(model))
+    expected = {n for n, _ in model.named_parameters()
+                if n in head or (n.endswith(".hadamard.weight") and "weight" in parts)
+                or (n.endswith(".hadamard.bias") and "bias" in parts)
+                or ("attention.output.LayerNorm" in n and "layernorm" in parts)}
+    assert trainable == expected and trainable - head
+
+
+@pytest.mark.parametrize("parts", [(), ("scale",), ("weight", "norm")])
+def test_parts_reject_unknown_names(parts):
+    model = hl.add_hadamard_adapter(tiny_model("bert"))
+    with pytest.raises(ValueError, match="parts must be a non-empty subset"):
+        hl.freeze_for_stage(model, "adapter", parts=parts)
+
+
 @pytest.mark.parametrize("model_type", ARCH_TYPES)
 def test_save_load_round_trip(model_type, tmp_path):
     model = tiny_model(model_type)

@@ -91,6 +91,33 @@ def test_fit_attention_maps_tell_the_map_families_apart():
     assert elementwise["norm_before"] == pytest.approx(np.linalg.norm(before, axis=1).mean())
 
 
+def test_fit_attention_maps_score_the_change_against_the_identity():
+    """A small change on top of large outputs: every map, the identity included, explains the
+    outputs almost fully; only the change shows which map captures what fine-tuning did."""
+    r = np.random.default_rng(1)
+    before = r.normal(size=(4000, 16)) * 10
+    change = before @ (0.05 * r.normal(size=(16, 16)))  # a small mixing change: not element-wise
+    fit = analysis.fit_attention_maps(before, before + change)
+    assert fit["identity"] > 0.95 and fit["elementwise"] > 0.95  # the outputs: nothing told apart
+    assert fit["change"]["identity"] <= 0  # predicting no change explains none of it
+    assert fit["change"]["linear"] > 0.999 and fit["change"]["elementwise"] < 0.3
+    assert fit["linear_params"] == 16 * 17 and fit["fit_tokens"] + fit["test_tokens"] == 4000
+    assert fit["relative_change"] == pytest.approx((np.linalg.norm(change, axis=1) / np.linalg.norm(before, axis=1)).mean())
+
+
+def test_pattern_vectors_hold_every_change_of_stage_two():
+    pretrained = tiny_model("bert")
+    model = hl.add_hadamard_adapter(tiny_model("bert"))
+    vectors = analysis.pattern_vectors(model, pretrained)
+    assert all(not vectors[k].any() for k in ("w", "b", "ln_weight", "ln_bias"))  # identity at start
+    with torch.no_grad():
+        hl.post_attention_layer_norms(model)[1].bias.add_(0.5)
+        hl.hadamard_adapters(model)[0].weight.mul_(2)
+    vectors = analysis.pattern_vectors(model, pretrained)
+    assert np.allclose(vectors["ln_bias"][1], 0.5) and not vectors["ln_bias"][0].any()
+    assert np.allclose(vectors["w"][0], 1.0) and not vectors["ln_weight"].any()
+
+
 def test_prune_layers_takes_adapters_out_and_restores_layer_norms():
     pretrained = tiny_model("bert")
     model = adapted()

@@ -40,11 +40,11 @@ def test_rate_is_chosen_on_held_out_scores_only_once_the_grid_is_complete():
 
 def test_a_claim_holds_while_its_owner_lives_and_is_taken_over_after(tmp_path):
     job = {"task": "rte", "method": "full", "kind": "final", "seed": 0}
-    assert gp.claim(tmp_path, job)
-    assert not gp.claim(tmp_path, job)  # this process is alive
+    assert gp.claim(tmp_path, gp.job_name(job))
+    assert not gp.claim(tmp_path, gp.job_name(job))  # this process is alive
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (tmp_path / "claims" / (gp.job_name(job) + ".claim")).write_text(dead.stdout.strip())
-    assert gp.claim(tmp_path, job)
+    assert gp.claim(tmp_path, gp.job_name(job))
 
 
 def test_readme_result_tables_match_the_results_files():
@@ -70,3 +70,38 @@ def test_readme_tables_notice_a_changed_number(tmp_path, monkeypatch):
     monkeypatch.setattr(readme_tables, "ROOT", tmp_path)
     old, new = readme_tables.rendered_readme()
     assert old != new
+
+
+def test_patterns_study_runs_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path):
+    """The issue-9 study on a tiny random BERT and a few examples: the protocol's runs, then every
+    kind of pattern run, then the analyses. Checks the plumbing (files, keys, tables), not results."""
+    import json
+    import os
+    env = {**os.environ, "HADAMARD_LITE_MODEL": str(tiny_model_dir)}
+    small = ["--limit", "24", "--tasks", "rte", "--threads", "1"]
+    protocol_out, out = tmp_path / "protocol", tmp_path / "patterns"
+
+    def run(*args):
+        done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+    run("benchmarks/glue_protocol.py", "--out", str(protocol_out), "--methods", "hadamard2", "head", "full", *small)
+    assert (protocol_out / "models" / "rte_full_final_seed0" / "config.json").exists()
+    assert list((protocol_out / "adapters").glob("rte_hadamard2_grid_lr*"))  # grid adapters are kept
+    run("benchmarks/patterns.py", "--protocol", str(protocol_out), "--out", str(out),
+        "--kinds", "parts", "shuffled", "pruned", *small)
+    names = {p.stem for p in (out / "runs").glob("*.json")}
+    assert {"rte_parts_W_seed0", "rte_parts_LN_seed2", "rte_shuffled_labels_seed1", "rte_pruned_keep2_seed0"} <= names
+    pruned = json.loads((out / "runs" / "rte_pruned_keep2_seed0.json").read_text())
+    ranking = json.loads((out / "rankings" / "rte.json").read_text())
+    assert pruned["layers"] == sorted(ranking["order"][:2]) and "held-out" in ranking["scored_on"]
+    w_only = json.loads((out / "runs" / "rte_parts_W_seed0.json").read_text())
+    assert w_only["parts"] == ["weight"] and w_only["stage2_params_without_head"] == 2 * 32  # W of 2 layers
+    text = run("benchmarks/patterns.py", "--protocol", str(protocol_out), "--out", str(out), "--analyse", *small)
+    result = json.loads((out / "results.json").read_text())
+    sim = result["similarity"]["components"]["b"]
+    assert sim["same task, other seed"]["all_layers"]["n"] == 3  # three seeds of RTE: three pairs
+    assert sim["task vs its shuffled-label adapter"]["all_layers"]["n"] == 9
+    assert result["parts"]["rte"]["W"]["n"] == 3 and result["pruning"]["rte"]["retrained top2"]["n"] == 3
+    assert len(result["rq"]["rte"]["layers"]) == 2 and "change" in result["rq"]["rte"]["layers"][0]
+    assert "## 2. Which parts matter?" in text and "| rte |" in text

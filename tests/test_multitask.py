@@ -11,7 +11,7 @@ from transformers import AutoModelForSequenceClassification
 import hadamard_lite as hl
 from hadamard_lite.adapter_files import CONFIG_NAME
 from hadamard_lite.multitask import adapter_base_model
-from conftest import ARCH_TYPES, tiny_config
+from conftest import ARCH_TYPES, random_minilm_adapters, tiny_config
 
 # Task name -> (adapted layers, head size); STS-B-like regression has 1 output.
 TASKS = {"a": ([0, 1, 2], 2), "b": ([1], 1), "c": ([0, 2], 3)}
@@ -196,17 +196,10 @@ def test_base_model_name_from_either_key():
 def test_bundled_minilm_mixed_batch_matches_own_models(tmp_path):
     """The real MiniLM, loaded from the adapter files' base model name, on real text."""
     tokenizer = hl.load_tokenizer()
-    g = torch.Generator().manual_seed(3)
-    folders, own = {}, {}
-    for name, layers, num_labels in [("sst2", None, 2), ("stsb", [2, 3, 4, 5], 1), ("mnli", [0, 5], 3)]:
-        model = hl.load_model(num_labels=num_labels).eval()
-        hl.add_hadamard_adapter(model, layers)
-        hl.freeze_for_stage(model, "adapter", train_head=True)
-        with torch.no_grad():
-            for p in [p for p in model.parameters() if p.requires_grad]:
-                p.add_(0.2 * torch.randn(p.shape, generator=g))
-        folders[name] = hl.save_adapter(model, tmp_path / name)
-        own[name] = hl.load_adapter(hl.load_model(num_labels=num_labels).eval(), folders[name])
+    specs = [("sst2", None, 2), ("stsb", [2, 3, 4, 5], 1), ("mnli", [0, 5], 3)]
+    folders, _ = random_minilm_adapters(tmp_path, specs, seed=3)
+    # Each task's own model as a user builds it: the base model plus load_adapter.
+    own = {name: hl.load_adapter(hl.load_model(num_labels=n).eval(), folders[name]) for name, _, n in specs}
     mt = hl.MultiTaskModel.from_adapters(folders)
     texts = [("a gripping, beautifully acted film.", None), ("A man plays a guitar.", "A man plays music."),
              ("the plot never comes together.", None), ("It rains.", "The weather is dry and sunny today.")]

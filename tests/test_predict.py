@@ -6,6 +6,7 @@ import torch
 
 import hadamard_lite as hl
 from hadamard_lite.__main__ import main
+from conftest import random_minilm_adapters
 
 EXAMPLES = [
     {"task": "sst2", "text": "a gripping, beautifully acted film."},
@@ -19,19 +20,8 @@ EXAMPLES = [
 @pytest.fixture(scope="module")
 def adapters(tmp_path_factory):
     """Random adapters on different layer sets, saved; and each task's own model."""
-    root = tmp_path_factory.mktemp("adapters")
-    g = torch.Generator().manual_seed(5)
-    folders, own = {}, {}
-    for name, layers, num_labels in [("sst2", None, 2), ("stsb", [1, 3, 5], 1), ("rte", [0, 1], 2)]:
-        model = hl.load_model(num_labels=num_labels).eval()
-        hl.add_hadamard_adapter(model, layers)
-        hl.freeze_for_stage(model, "adapter", train_head=True)
-        with torch.no_grad():
-            for p in [p for p in model.parameters() if p.requires_grad]:
-                p.add_(0.2 * torch.randn(p.shape, generator=g))
-        folders[name] = hl.save_adapter(model, root / name)
-        own[name] = model
-    return folders, own
+    specs = [("sst2", None, 2), ("stsb", [1, 3, 5], 1), ("rte", [0, 1], 2)]
+    return random_minilm_adapters(tmp_path_factory.mktemp("adapters"), specs, seed=5)
 
 
 def _write(path, lines):
