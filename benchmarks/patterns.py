@@ -316,14 +316,16 @@ def pruning(args, pretrained_for, tokenizer) -> dict:
         rows = {"ranking": ranking["order"], "drops_held_out": ranking["drops"]}
         finals = [Path(args.protocol) / "adapters" / f"{task}_hadamard2_final_seed{s}" for s in range(3)]
         finals = [f for f in finals if f.is_dir()]
-        for label, pick in [("all", lambda k: ranking["order"]), *[(f"top{k}", lambda k=k: ranking["order"][:k]) for k in KEEP],
-                            *[(f"bottom{k}", lambda k=k: ranking["order"][-k:]) for k in KEEP]]:
+        variants = {"all": ranking["order"]}
+        for k in KEEP:  # the top-k by the held-out ranking, and the bottom-k as the control
+            variants[f"top{k}"], variants[f"bottom{k}"] = ranking["order"][:k], ranking["order"][-k:]
+        for label, keep in variants.items():
             scores = []
             for folder in finals:
                 model = hl.load_adapter(hl.load_model(num_labels=dev.task.num_labels), folder)
-                analysis.prune_layers(model, pretrained_for(dev.task.num_labels), pick() if label != "all" else ranking["order"])
+                analysis.prune_layers(model, pretrained_for(dev.task.num_labels), keep)
                 scores.append(dev_score(model, task, dev, tokenizer))
-            rows[f"post-hoc {label}"] = _spread(scores) | {"layers": sorted(pick())}
+            rows[f"post-hoc {label}"] = _spread(scores) | {"layers": sorted(keep)}
         for k in KEEP:
             rows[f"retrained top{k}"] = _spread([r["score"] for r in runs.values()
                                                  if r.get("kind") == "pruned" and r["task"] == task and r["variant"] == f"keep{k}"])
@@ -455,7 +457,7 @@ def tables(result: dict) -> str:
            "Layers ranked on the held-out 10% of the training set (the protocol's grid adapter at the chosen rate); "
            "dev score x100 of the protocol's final adapters with only some layers kept (post-hoc), and of adapters "
            "retrained on the top layers only.\n",
-           "| task | ranking | all 6 | top 4 | bottom 4 (control) | top 2 | bottom 2 (control) | retrained top 4 | retrained top 2 |",
+           "| task | ranking | all layers | top 4 | bottom 4 (control) | top 2 | bottom 2 (control) | retrained top 4 | retrained top 2 |",
            "|---|---|---|---|---|---|---|---|---|"]
     pr = result["pruning"]
     for task, row in pr.items():
@@ -475,8 +477,8 @@ def tables(result: dict) -> str:
            "| shared layers | adapter + LayerNorm parameters (all tasks) | " + " | ".join(TASKS) + " |",
            "|---|---|" + "---|" * len(TASKS)]
     for v, row in result["shared"].items():
-        params = row["adapter_params_all_tasks"]
-        md.append(f"| {v} {row['shared_layers']} | {params:,} | " if params else f"| {v} {row['shared_layers']} | - | ")
+        params, layers = row["adapter_params_all_tasks"], row["shared_layers"]
+        md.append(f"| {v}{f' {layers}' if layers is not None else ''} | {f'{params:,}' if params else '-'} | ")
         md[-1] += " | ".join(fmt(row["scores"][t]) for t in TASKS) + " |"
     md += ["", "## 5. RQ1 and RQ2: attention outputs under full fine-tuning\n"]
     for task, r in result["rq"].items():
@@ -488,7 +490,7 @@ def tables(result: dict) -> str:
                "| R² change: identity / element-wise / quadratic / linear |", "|---|---|---|---|---|---|"]
         for i, f in enumerate(r["layers"]):
             c = f["change"]
-            md.append(f"| {i} | {f['norm_before']:.1f} | {f['norm_after']:.1f} | {f['relative_change']:.2f} | "
+            md.append(f"| {i} | {f['norm_before']:.2f} | {f['norm_after']:.2f} | {f['relative_change']:.2f} | "
                       f"{f['identity']:.3f} / {f['elementwise']:.3f} / {f['quadratic']:.3f} / {f['linear']:.3f} | "
                       f"{c['identity']:.3f} / {c['elementwise']:.3f} / {c['quadratic']:.3f} / {c['linear']:.3f} |")
         md.append("")

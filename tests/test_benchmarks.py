@@ -72,12 +72,22 @@ def test_readme_tables_notice_a_changed_number(tmp_path, monkeypatch):
     assert old != new
 
 
-def test_patterns_study_runs_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path):
+def test_patterns_study_runs_end_to_end_on_a_tiny_model(tmp_path):
     """The issue-9 study on a tiny random BERT and a few examples: the protocol's runs, then every
     kind of pattern run, then the analyses. Checks the plumbing (files, keys, tables), not results."""
     import json
     import os
-    env = {**os.environ, "HADAMARD_LITE_MODEL": str(tiny_model_dir)}
+
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    from hadamard_lite.models import load_tokenizer
+    torch.manual_seed(0)  # a bare encoder, so that every task can put its own head on it (STS-B has 1 output)
+    config = AutoConfig.for_model("bert", hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=37, vocab_size=30522)
+    AutoModel.from_config(config).save_pretrained(tmp_path / "tiny")
+    load_tokenizer().save_pretrained(tmp_path / "tiny")
+    env = {**os.environ, "HADAMARD_LITE_MODEL": str(tmp_path / "tiny")}
     small = ["--limit", "24", "--tasks", "rte", "--threads", "1"]
     protocol_out, out = tmp_path / "protocol", tmp_path / "patterns"
 
@@ -89,9 +99,10 @@ def test_patterns_study_runs_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path
     assert (protocol_out / "models" / "rte_full_final_seed0" / "config.json").exists()
     assert list((protocol_out / "adapters").glob("rte_hadamard2_grid_lr*"))  # grid adapters are kept
     run("benchmarks/patterns.py", "--protocol", str(protocol_out), "--out", str(out),
-        "--kinds", "parts", "shuffled", "pruned", *small)
+        *small)
     names = {p.stem for p in (out / "runs").glob("*.json")}
-    assert {"rte_parts_W_seed0", "rte_parts_LN_seed2", "rte_shuffled_labels_seed1", "rte_pruned_keep2_seed0"} <= names
+    assert {"rte_parts_W_seed0", "rte_parts_LN_seed2", "rte_shuffled_labels_seed1", "rte_pruned_keep2_seed0",
+            "all_shared_half_seed2"} <= names
     pruned = json.loads((out / "runs" / "rte_pruned_keep2_seed0.json").read_text())
     ranking = json.loads((out / "rankings" / "rte.json").read_text())
     assert pruned["layers"] == sorted(ranking["order"][:2]) and "held-out" in ranking["scored_on"]
@@ -104,4 +115,6 @@ def test_patterns_study_runs_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path
     assert sim["task vs its shuffled-label adapter"]["all_layers"]["n"] == 9
     assert result["parts"]["rte"]["W"]["n"] == 3 and result["pruning"]["rte"]["retrained top2"]["n"] == 3
     assert len(result["rq"]["rte"]["layers"]) == 2 and "change" in result["rq"]["rte"]["layers"][0]
+    assert result["shared"]["all"]["adapter_params_all_tasks"] == 4 * 32 * 2  # 2 layers shared by all five tasks
+    assert result["shared"]["none"]["scores"]["stsb"]["n"] == 3
     assert "## 2. Which parts matter?" in text and "| rte |" in text
