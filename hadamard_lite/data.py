@@ -112,8 +112,11 @@ def _label(task: GlueTask, raw: str, path, line) -> float | int:
 def _tsv_path(task: GlueTask, split: str, data_dir: Path) -> Path:
     path = Path(data_dir) / task.folder / task.dev_files[split]
     if not path.is_file():
+        # A relative GLUE_DIR resolves against the current directory, which in a notebook kernel is notebooks/.
+        relative = (f" (a relative path, read from {Path.cwd()}: give GLUE_DIR as an absolute path)"
+                    if not Path(data_dir).is_absolute() else "")
         raise FileNotFoundError(
-            f"GLUE task {task.name!r} split {split!r} not found: looked for {path}. "
+            f"GLUE task {task.name!r} split {split!r} not found: looked for {path}{relative}. "
             f"Put the {task.folder}/ folder of glue_data there, point GLUE_DIR (or data_dir) at a glue_data/ "
             f"folder that has it, or use source='sample' to try the code without GLUE.")
     return path

@@ -47,6 +47,13 @@ def test_glue_dir_environment_variable(tsv_tree, monkeypatch):
     assert len(load_glue("sst2")) == 20
 
 
+def test_a_relative_glue_dir_that_misses_says_to_make_it_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # as in a notebook kernel, which runs in notebooks/
+    monkeypatch.setenv("GLUE_DIR", "../shared/glue_data")
+    with pytest.raises(FileNotFoundError, match="relative path, read from .*: give GLUE_DIR as an absolute path"):
+        load_glue("rte", "dev", source="tsv")
+
+
 def test_hub_source_with_a_local_dataset(monkeypatch):
     datasets = pytest.importorskip("datasets")
     fake = datasets.Dataset.from_dict({"premise": ["p1", "p2"], "hypothesis": ["h1", "h2"], "label": [2, 0]})
