@@ -352,7 +352,7 @@ def write_tables(out: Path) -> str:
         m4 = statistics.mean(row[t] for t in MEAN4)
         lines.append(f"| {method} | " + " | ".join(fmt(row[t]) for t in TASKS) + f" | {fmt(m4)} | {fmt(100 * m4 / paper_full4)} |")
     pending = [j for j in jobs(METHODS, TASKS, 3) if job_name(j) not in runs]
-    lines += ["", f"Runs finished: {len(runs)} of {len(runs) + len(pending)} (3 seeds for every method); "
+    lines += ["", f"Runs finished: {len(runs)} of {len(runs) + len(pending)} (8 methods x 5 tasks x (3 grid rates + 3 seeds)); "
               "`running` marks a task whose grid has finished runs but no final run yet."]
     text = "\n".join(lines) + "\n"
     atomic_write(out / "results.md", lambda tmp: Path(tmp).write_text(text))
