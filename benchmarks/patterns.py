@@ -61,6 +61,7 @@ PARTS = {"W": ("weight",), "b": ("bias",), "LN": ("layernorm",), "Wb": ("weight"
 KEEP = (4, 2)  # of 6 layers: MiniLM's counterpart of the paper's 8 of 12, and a harder cut
 SHARED = ("none", "half", "all")  # layers shared: none, the lower half, all of them
 SHARED_LR, SHARED_SST2_LIMIT = 1e-2, 5000
+MARGIN = 0.01  # the smallest difference a verdict counts (1 point, or 0.01 of a cosine), whatever the seeds say
 COMPONENTS = {"w": "W - 1", "b": "b", "ln_weight": "LayerNorm gamma change", "ln_bias": "LayerNorm beta change"}
 
 
@@ -295,6 +296,9 @@ def similarity(args, pretrained) -> dict:
         per["random vectors"] = {"all_layers": _spread([_cos(rng.normal(size=d * len(layers)),
                                                             rng.normal(size=d * len(layers))) for _ in range(500)]),
                                  "per_layer": [_spread(random_pairs)] * len(layers)}
+        per["pairs"] = [{"a": f"{a[0]}_seed{a[1]}", "b": f"{b[0]}_seed{b[1]}", "group": group,
+                         "cos": _cos(vectors[(kinds[group][0],) + a][key].ravel(), vectors[(kinds[group][1],) + b][key].ravel())}
+                        for group, pairs in groups.items() for a, b in pairs]
         result["components"][key] = per
     return result
 
@@ -332,15 +336,7 @@ def pruning(args, pretrained_for, tokenizer) -> dict:
         out[task] = rows
     orders = {t: r["ranking"] for t, r in out.items()}
     if len(orders) > 1:
-        from scipy.stats import spearmanr
-        out["_agreement"] = {
-            # Spearman of the layers' ranks (position of layer i in each task's order).
-            "spearman_between_tasks": _spread([spearmanr([orders[a].index(i) for i in orders[a]],
-                                                         [orders[b].index(i) for i in orders[a]])[0]
-                                               for a, b in itertools.combinations(orders, 2)]),
-            "top4_overlap_between_tasks": _spread([len(set(orders[a][:4]) & set(orders[b][:4]))
-                                                   for a, b in itertools.combinations(orders, 2)]),
-            "top4_overlap_by_chance": 4 * 4 / 6}
+        out["_agreement"] = _agreement(orders)
     return out
 
 
@@ -361,8 +357,11 @@ def rq(args, tokenizer) -> dict:
         after = analysis.capture_attention_outputs(tuned, make(), max_tokens=args.rq_tokens)
         fits = [analysis.fit_attention_maps(b, a) for b, a in zip(before, after)]
         record = protocol_runs.get(f"{task}_full_final_seed0", {})
+        majority = protocol.majority_baseline(task)
         out[task] = {"dev_score_of_model": record.get("score"), "metric": record.get("metric"), "layers": fits,
-                     "dev_score_check": dev_score(tuned, task, dev, tokenizer)}
+                     "dev_score_check": dev_score(tuned, task, dev, tokenizer), "majority": majority,
+                     # a model that did not beat the majority class by 2 points says little about fine-tuning
+                     "learned": (record.get("score") or 0.0) - majority > 2 * MARGIN}
     return out
 
 
@@ -399,14 +398,213 @@ def analyse(args) -> dict:
               "torch": torch.__version__, "protocol": args.protocol,
               "similarity": similarity(args, pretrained_for(2)), "parts": parts_table(args),
               "pruning": pruning(args, pretrained_for, tokenizer), "shared": shared_table(args),
-              "rq": rq(args, tokenizer)}
+              "rq": rq(args, tokenizer), "learned": learned(args)}
+    result["conclusions"] = conclusions(result)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     payload = json.dumps(result, indent=1, default=float) + "\n"
     atomic_write(out / "results.json", lambda tmp: Path(tmp).write_text(payload))
+    if out.resolve().parent == (protocol.ROOT / "results").resolve():
+        # A copy inside the package: notebooks 05 and 06 read it on Colab, where only the package is installed.
+        atomic_write(protocol.ROOT / "hadamard_lite" / "measured" / f"{out.name}.json",
+                     lambda tmp: Path(tmp).write_text(payload))
     text = tables(result)
     atomic_write(out / "results.md", lambda tmp: Path(tmp).write_text(text))
     return result
+
+
+# ---------------------------------------------------------------- conclusions
+
+def learned(args) -> dict:
+    """Per task: the protocol's two-stage Hadamard and full fine-tuning dev scores against the majority
+    class. A task's adapters carry something to compare only if Hadamard beat the majority class by
+    2 points and by twice its seeds' standard deviation."""
+    runs, out = protocol.load_runs(Path(args.protocol)), {}
+    for task in TASKS:
+        finals = {m: _spread([r["score"] for r in runs.values() if r["task"] == task and r["method"] == m
+                              and r["kind"] == "final"]) for m in ("hadamard2", "full")}
+        if not finals["hadamard2"]["n"]:
+            continue
+        majority = protocol.majority_baseline(task)
+        h = finals["hadamard2"]
+        out[task] = {**finals, "majority": majority, "learned": h["mean"] - majority > max(2 * MARGIN, 2 * h["sd"])}
+    return out
+
+
+def _task(name: str) -> str:
+    return name.rsplit("_seed", 1)[0]
+
+
+def _agreement(orders: dict) -> dict:
+    """How alike several tasks' layer rankings are: Spearman of the ranks and the overlap of the top 4."""
+    from scipy.stats import spearmanr
+    pairs = list(itertools.combinations(orders, 2))
+    return {"spearman": _spread([spearmanr([orders[a].index(i) for i in orders[a]],
+                                           [orders[b].index(i) for i in orders[a]])[0] for a, b in pairs]),
+            "top4_overlap": _spread([len(set(orders[a][:4]) & set(orders[b][:4])) for a, b in pairs]),
+            "top4_overlap_by_chance": 4 * 4 / 6}
+
+
+def _gap(a: dict, b: dict) -> float:
+    """The difference two means must exceed to count: 2 standard deviations of the noisier one, at least MARGIN."""
+    return max(MARGIN, 2 * max(a.get("sd", 0.0), b.get("sd", 0.0)))
+
+
+def _p(s: dict) -> str:
+    return f"{100 * s['mean']:.1f}" + (f" ± {100 * s['sd']:.1f}" if s.get("n", 0) > 1 else "")
+
+
+def conclusions(result: dict) -> list:
+    """Each of the paper's findings as one line: the verdict, the numbers behind it and the control it
+    was tested against. Verdicts keep to the tasks that learned (see ``learned``); the rules are the
+    ones written here, applied to whatever results exist, so a rerun that changes a number can change
+    a verdict."""
+    learn = result.get("learned", {})
+    if not learn:
+        return ["**Not measured yet**: the protocol has no final two-stage Hadamard run to study."]
+    ok = [t for t, r in learn.items() if r["learned"]]
+    lines = ["**Which tasks learned**: two-stage Hadamard (the protocol's seeds) against the majority class: " +
+             "; ".join(f"{t} {_p(r['hadamard2'])} vs {100 * r['majority']:.1f}" for t, r in learn.items()) +
+             f". The verdicts below use {', '.join(ok) or 'no task'}" +
+             (f"; {', '.join(t for t in learn if t not in ok)} did not beat the majority class by 2 points and "
+              "2 sd, so its adapters carry nothing to compare." if len(ok) < len(learn) else ".")]
+
+    sim = result.get("similarity") or {}
+    for key, label in COMPONENTS.items():
+        if not sim:
+            lines.append(f"**Shared patterns ({label})**: not measured yet (needs final adapters of the protocol).")
+            continue
+        comp = sim["components"][key]
+        pick = lambda group, both: [p["cos"] for p in comp["pairs"] if p["group"] == group
+                                    and (not both or (_task(p["a"]) in ok and _task(p["b"]) in ok))]
+        other, same = _spread(pick("other task", True)), _spread(pick("same task, other seed", True))
+        noise, rand = _spread(pick("shuffled labels, other task", False)), comp["random vectors"]["all_layers"]
+        if not other["n"]:
+            lines.append(f"**Shared patterns ({label})**: not measured yet (needs adapters of two tasks that learned).")
+            continue
+        random_floor = rand["mean"] + 2 * rand["sd"]
+        noise_floor = noise["mean"] + 2 * noise["sd"] if noise["n"] > 1 else None
+        if other["mean"] <= random_floor:
+            verdict = "no shared pattern: adapters of different tasks are no more alike than random vectors"
+        elif noise_floor is None:
+            verdict = "more alike than random vectors; the shuffled-label control is not measured yet"
+        elif other["mean"] <= noise_floor:
+            verdict = ("alike beyond chance, but no more than adapters trained on shuffled labels: what they share "
+                       "comes from training itself, not from the tasks")
+        else:
+            verdict = "alike beyond both controls (random vectors and shuffled-label adapters): a pattern the tasks share"
+        text = (f"**Shared patterns ({label})**: {verdict}. Cosine (all layers joined, mean ± sd over pairs) between "
+                f"tasks {fmt(other, 1, 2)}; between seeds of one task {fmt(same, 1, 2)}; between shuffled-label "
+                f"adapters of different tasks {fmt(noise, 1, 2)}; random vectors {fmt(rand, 1, 3)}.")
+        if same.get("n") and same["mean"] > MARGIN:
+            text += f" Two tasks are {other['mean'] / same['mean']:.0%} as alike as two seeds of one task."
+        lines.append(text)
+
+    rows = {}
+    for t in ok:
+        r = result.get("parts", {}).get(t, {})
+        if all(r.get(k, {}).get("n") for k in ("W", "b", "LN", "all (protocol hadamard2)")):
+            rows[t] = r
+    if not rows:
+        lines.append("**Which parts matter** (paper: bias terms and the normalization module matter most): "
+                     "not measured yet.")
+    else:
+        beats = lambda r, x, y: r[x]["mean"] - r[y]["mean"] > _gap(r[x], r[y])
+        if all(beats(r, "b", "W") and beats(r, "LN", "W") for r in rows.values()):
+            verdict = "confirmed: b alone and the LayerNorm alone each beat W alone on every task that learned"
+        elif all(beats(r, "W", "b") and beats(r, "W", "LN") for r in rows.values()):
+            verdict = "refuted: W alone beats b alone and the LayerNorm alone on every task that learned"
+        else:
+            verdict = "not confirmed: no single part beats the others by 2 sd on every task that learned"
+        lines.append("**Which parts matter** (paper: bias terms and the normalization module matter most): " + verdict +
+                     ". Dev x100, stage 2 training one part: " + "; ".join(
+                         f"{t}: W {_p(r['W'])}, b {_p(r['b'])}, LayerNorm {_p(r['LN'])}, W + b "
+                         f"{_p(r['Wb']) if r.get('Wb', {}).get('n') else '-'}, all three {_p(r['all (protocol hadamard2)'])}, "
+                         f"head only {_p(r['head only (protocol)']) if r['head only (protocol)'].get('n') else '-'}"
+                         for t, r in rows.items()) + ".")
+
+    pr = result.get("pruning", {})
+    rows = {t: pr[t] for t in ok if t in pr and pr[t].get("post-hoc all", {}).get("n")}
+    if not rows:
+        lines.append("**Redundant layers** (paper: some layers' adapters can be removed): not measured yet.")
+    else:
+        parts = []
+        cheap = []
+        for t, r in rows.items():
+            full, kept = r["post-hoc all"], r.get("retrained top4", {})
+            if kept.get("n"):
+                cheap.append(full["mean"] - kept["mean"] <= _gap(full, kept))
+                parts.append(f"{t}: 6 layers {_p(full)}, top 4 retrained {_p(kept)}, top 2 retrained "
+                             f"{_p(r['retrained top2']) if r.get('retrained top2', {}).get('n') else '-'}; post-hoc top 4 "
+                             f"{_p(r['post-hoc top4'])} vs bottom 4 {_p(r['post-hoc bottom4'])}")
+        if not cheap:
+            verdict = "not measured yet (no retrained pruned adapters)"
+        elif all(cheap):
+            verdict = "confirmed: retrained on the 4 layers ranked highest on held-out training data, every task that learned stays within 2 sd (and 1 point) of all 6"
+        else:
+            verdict = "not on every task: removing 2 of 6 layers costs more than 2 sd (and 1 point) on " + ", ".join(
+                t for t, c in zip(rows, cheap) if not c)
+        text = f"**Redundant layers** (paper: some layers' adapters can be removed): {verdict}. Dev x100: " + "; ".join(parts) + "."
+        orders = {t: r["ranking"] for t, r in rows.items()}
+        if len(orders) > 1:
+            a = _agreement(orders)
+            text += (f" The same layers across tasks? Spearman of the rankings {fmt(a['spearman'], 1, 2)}; the top-4 sets "
+                     f"share {a['top4_overlap']['mean']:.1f} layers against {a['top4_overlap_by_chance']:.2f} by chance.")
+        lines.append(text)
+
+    sh = result.get("shared", {})
+    none = sh.get("none", {}).get("scores", {})
+    if not all(none.get(t, {}).get("n") for t in ok) or not ok:
+        lines.append("**Shared adapters** (paper: patterns shared across tasks point to shared adapters): not measured yet.")
+    else:
+        parts = []
+        for v in ("half", "all"):
+            scores = sh.get(v, {}).get("scores", {})
+            if not all(scores.get(t, {}).get("n") for t in ok):
+                continue
+            diffs = {t: scores[t]["mean"] - none[t]["mean"] for t in ok}
+            worse = [t for t in ok if -diffs[t] > _gap(scores[t], none[t])]
+            parts.append(f"sharing {v} layers ({sh[v]['adapter_params_all_tasks']:,} parameters for five tasks, against "
+                         f"{sh['none']['adapter_params_all_tasks']:,}) changes the dev score by "
+                         + ", ".join(f"{t} {100 * d:+.1f}" for t, d in diffs.items())
+                         + f" points: {'worse by more than 2 sd on ' + ', '.join(worse) if worse else 'within 2 sd (or better) on every task that learned'}")
+        lines.append("**Shared adapters** (paper: patterns shared across tasks point to shared adapters): " +
+                     ("; ".join(parts) if parts else "not measured yet") + ".")
+
+    rq_all = result.get("rq", {})
+    rq_rows = {t: r for t, r in rq_all.items() if r.get("learned")}
+    skipped = [f"{t} (dev x100 {100 * (r['dev_score_of_model'] or math.nan):.1f}, majority class {100 * r['majority']:.1f})"
+               for t, r in rq_all.items() if not r.get("learned")]
+    if skipped:
+        lines.append("**Fully fine-tuned models left out of RQ1 and RQ2**, as they did not beat the majority class by "
+                     "2 points: " + ", ".join(skipped) + ".")
+    if not rq_rows:
+        lines += ["**RQ1** (paper: the attention outputs' norm grows markedly under full fine-tuning): not measured yet.",
+                  "**RQ2** (paper: an element-wise linear map suffices): not measured yet."]
+    else:
+        growth = {t: [f["norm_after"] / f["norm_before"] - 1 for f in r["layers"]] for t, r in rq_rows.items()}
+        rel = {t: [f["relative_change"] for f in r["layers"]] for t, r in rq_rows.items()}
+        grows = all(g > MARGIN for gs in growth.values() for g in gs)
+        lines.append("**RQ1** (paper: the attention outputs' norm grows markedly under full fine-tuning): " +
+                     ("the norm grows in every layer of every model" if grows else "the norm does not grow in every layer") +
+                     ". Norm change per layer, then relative change ‖after − before‖ / ‖before‖: " + "; ".join(
+                         f"{t} (dev x100 {100 * (rq_rows[t]['dev_score_of_model'] or math.nan):.1f}): "
+                         + " ".join(f"{100 * g:+.0f}%" for g in growth[t]) + " | " + " ".join(f"{x:.2f}" for x in rel[t])
+                         for t in rq_rows) + ".")
+        first = next(iter(rq_rows.values()))["layers"][0]
+        ew = [f["change"]["elementwise"] for r in rq_rows.values() for f in r["layers"]]
+        lin = [f["change"]["linear"] - f["change"]["elementwise"] for r in rq_rows.values() for f in r["layers"]]
+        quad = [f["change"]["quadratic"] - f["change"]["elementwise"] for r in rq_rows.values() for f in r["layers"]]
+        out_ew = [f["elementwise"] - f["identity"] for r in rq_rows.values() for f in r["layers"]]
+        lines.append("**RQ2** (paper: an element-wise linear map suffices): on the outputs an element-wise map beats the "
+                     f"identity by {min(out_ew):+.3f} to {max(out_ew):+.3f} in R²; on the change (after − before, where the "
+                     f"identity scores at most 0) it explains R² {min(ew):.2f} to {max(ew):.2f}; the quadratic term adds "
+                     f"{min(quad):+.3f} to {max(quad):+.3f}, the full linear map ({first['linear_params']:,} numbers a layer, "
+                     f"fitted on {first['fit_tokens']:,} tokens, scored on {first['test_tokens']:,} others) "
+                     f"{min(lin):+.3f} to {max(lin):+.3f}. " +
+                     ("Element-wise suffices (neither richer map adds 0.05)" if max(lin + quad) < 0.05 else
+                      "Element-wise does not suffice: a richer map adds at least 0.05 in some layer") + ".")
+    return lines
 
 
 # ---------------------------------------------------------------- tables
@@ -420,7 +618,9 @@ def fmt(s: dict, scale=100, digits=1) -> str:
 def tables(result: dict) -> str:
     md = ["# Tuning patterns, with controls (issue 9)\n",
           f"Command: `{result['command']}`  ", f"Machine: {result['machine']}, {result['threads']} threads, torch "
-          f"{result['torch']}; protocol runs and adapters from `{result['protocol']}`.\n"]
+          f"{result['torch']}; protocol runs and adapters from `{result['protocol']}`.\n",
+          "## Conclusions\n", "Each finding of the paper, with the numbers and the control behind it (rules: "
+          "`conclusions()` in `benchmarks/patterns.py`):\n", *[f"- {line}" for line in result.get("conclusions", [])], ""]
     sim = result["similarity"]
     if sim:
         md += ["## 1. Are the adapters alike across tasks?\n",
@@ -468,8 +668,8 @@ def tables(result: dict) -> str:
                    "retrained top4", "retrained top2"]) + " |")
     if "_agreement" in pr:
         a = pr["_agreement"]
-        md += ["", f"Agreement between tasks' rankings: Spearman {fmt(a['spearman_between_tasks'], 1, 2)}; "
-                   f"top-4 sets share {fmt(a['top4_overlap_between_tasks'], 1, 2)} layers, against "
+        md += ["", f"Agreement between tasks' rankings: Spearman {fmt(a['spearman'], 1, 2)}; "
+                   f"top-4 sets share {fmt(a['top4_overlap'], 1, 2)} layers, against "
                    f"{a['top4_overlap_by_chance']:.2f} for two random 4-of-6 sets."]
     md += ["", "## 4. Shared adapters\n",
            f"One-stage multi-task training of all five tasks (lr {SHARED_LR:g}, {protocol.EPOCHS} epochs, SST-2 cut to "

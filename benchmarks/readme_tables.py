@@ -4,8 +4,8 @@
     python benchmarks/readme_tables.py --check    # exit 1 if the README differs (a test runs this)
 
 A block sits between `<!-- BEGIN results/NAME -->` and `<!-- END results/NAME -->`; its content is
-taken from `results/NAME/results.md`: the first table (`BEGIN results/NAME table=2`: the second) and
-the file's list of ratios, if it has one.
+taken from `results/NAME/results.md`: the first table (`BEGIN results/NAME table=2`: the second;
+`table=0`: none) and the file's list (its lines that start with "- ": ratios, or conclusions), if it has one.
 """
 import argparse
 import re
@@ -36,13 +36,14 @@ def render(name: str, table: int = 1) -> str:
     if not path.is_file():
         raise SystemExit(f"README names {name}, but {path} does not exist; run the command that writes it")
     text = path.read_text()
-    body = nth_table(text, table) + ([""] + ratios(text) if ratios(text) else [])
+    body = (nth_table(text, table) if table else []) + ([""] + ratios(text) if ratios(text) else [])
+    body = body[1:] if not table and body else body
     return "\n".join(body) + f"\n\n(From [`{name}/results.md`]({name}/results.md), which names the command, machine, threads and precision.)\n"
 
 
 def rendered_readme() -> tuple:
     readme = (ROOT / "README.md").read_text()
-    new = BLOCK.sub(lambda m: m.group(1) + render(m.group(2), int(m.group(3) or 1)) + m.group(5), readme)
+    new = BLOCK.sub(lambda m: m.group(1) + render(m.group(2), int(m.group(3) if m.group(3) is not None else 1)) + m.group(5), readme)
     return readme, new
 
 

@@ -92,9 +92,11 @@ def restore_layer(model: nn.Module, layer: int, saved: dict) -> None:
 
 
 def layer_importance(model: nn.Module, pretrained: nn.Module, evaluate) -> list:
-    """Rank adapted layers by the drop in the dev metric when that layer alone is reset.
+    """Rank adapted layers by the drop in a score when that layer alone is reset.
 
-    ``evaluate(model) -> float`` scores the model (higher is better); ``pretrained`` is the base
+    ``evaluate(model) -> float`` scores the model (higher is better). Score on held-out training
+    examples, not on the dev set you will report: a ranking chosen on the dev set makes the pruned
+    model's dev score look better than it is. ``pretrained`` is the base
     model the adapters were trained on (for the original LayerNorms). Returns dicts sorted from the
     most to the least important layer.
     """

@@ -21,6 +21,7 @@ def test_every_final_run_comes_after_its_grid_and_main_methods_come_first():
             assert len(grid) == len(gp.GRIDS[job["method"]]) and max(grid) < i
     first_other = next(i for i, j in enumerate(jobs) if j["method"] not in ("full", "hadamard2"))
     assert {j["method"] for j in jobs[:first_other]} == {"full", "hadamard2"}
+    assert {j["seed"] for j in jobs[:first_other] if j["kind"] == "final"} == {0, 1, 2}  # the headline first
     seeds = lambda m: sorted(j["seed"] for j in jobs if j["method"] == m and j["task"] == "rte" and j["kind"] == "final")
     assert seeds("full") == seeds("hadamard2") == seeds("hadamard1") == [0, 1, 2]
     assert seeds("bitfit") == [0]
@@ -118,3 +119,53 @@ def test_patterns_study_runs_end_to_end_on_a_tiny_model(tmp_path):
     assert result["shared"]["all"]["adapter_params_all_tasks"] == 4 * 32 * 2  # 2 layers shared by all five tasks
     assert result["shared"]["none"]["scores"]["stsb"]["n"] == 3
     assert "## 2. Which parts matter?" in text and "| rte |" in text
+    assert "## Conclusions" in text and "rte" in result["learned"]
+    assert any(line.startswith("**Which parts matter**") for line in result["conclusions"])
+
+
+def _spread(*values):
+    import statistics
+    return {"n": len(values), "mean": statistics.mean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values)}
+
+
+def _study(other_cos, noise_cos, parts):
+    """A made-up analysis result: SST-2 and STS-B learned, RTE did not (its pairs must be ignored)."""
+    learned = {t: {"hadamard2": _spread(0.80, 0.81, 0.82), "full": _spread(0.85), "majority": 0.5, "learned": True}
+               for t in ("sst2", "stsb")}
+    learned["rte"] = {"hadamard2": _spread(0.52, 0.53, 0.52), "full": _spread(0.53), "majority": 0.527, "learned": False}
+    pairs = [{"a": "sst2_seed0", "b": "sst2_seed1", "group": "same task, other seed", "cos": 0.8},
+             {"a": "stsb_seed0", "b": "stsb_seed1", "group": "same task, other seed", "cos": 0.7},
+             {"a": "sst2_seed0", "b": "stsb_seed0", "group": "other task", "cos": other_cos},
+             {"a": "sst2_seed1", "b": "stsb_seed1", "group": "other task", "cos": other_cos + 0.01},
+             {"a": "sst2_seed0", "b": "rte_seed0", "group": "other task", "cos": 0.99},  # RTE learned nothing
+             {"a": "sst2_seed0", "b": "stsb_seed0", "group": "shuffled labels, other task", "cos": noise_cos},
+             {"a": "sst2_seed0", "b": "rte_seed0", "group": "shuffled labels, other task", "cos": noise_cos + 0.01}]
+    component = {"pairs": pairs, "random vectors": {"all_layers": _spread(0.0, 0.01, -0.01, 0.0)}}
+    return {"learned": learned, "similarity": {"components": {k: component for k in patterns.COMPONENTS}},
+            "parts": {t: parts for t in ("sst2", "stsb")}, "pruning": {}, "shared": {}, "rq": {}}
+
+
+def _parts(w, b, ln, sd=0.002):
+    return {"W": _spread(w - sd, w + sd), "b": _spread(b - sd, b + sd), "LN": _spread(ln - sd, ln + sd),
+            "Wb": _spread(b), "all (protocol hadamard2)": _spread(0.81), "head only (protocol)": _spread(0.6)}
+
+
+import patterns  # noqa: E402
+
+
+def test_pattern_verdicts_follow_the_numbers_and_their_controls():
+    """conclusions() turns the study's numbers into the sentences notebook 05 and the README print:
+    each verdict must flip when the numbers do, and tasks that did not learn must not count."""
+    def line(result, topic):
+        return next(x for x in patterns.conclusions(result) if x.startswith(f"**{topic}"))
+    shared = line(_study(0.5, 0.1, _parts(0.7, 0.8, 0.8)), "Shared patterns (W - 1)")
+    assert "alike beyond both controls" in shared and "between tasks 0.5" in shared and "0.99" not in shared
+    assert "comes from training itself" in line(_study(0.5, 0.5, _parts(0.7, 0.8, 0.8)), "Shared patterns (b)")
+    assert "no shared pattern" in line(_study(0.0, 0.1, _parts(0.7, 0.8, 0.8)), "Shared patterns (b)")
+    assert "did not beat the majority class" in line(_study(0.5, 0.1, _parts(0.7, 0.8, 0.8)), "Which tasks learned")
+    assert "confirmed:" in line(_study(0.5, 0.1, _parts(0.7, 0.8, 0.8)), "Which parts matter")
+    assert "refuted:" in line(_study(0.5, 0.1, _parts(0.8, 0.7, 0.7)), "Which parts matter")
+    # the same means with seeds that disagree by far more than the differences: no verdict either way
+    assert "not confirmed:" in line(_study(0.5, 0.1, _parts(0.7, 0.8, 0.8, sd=0.2)), "Which parts matter")
+    assert "not measured yet" in line(_study(0.5, 0.1, _parts(0.7, 0.8, 0.8)), "RQ2")
