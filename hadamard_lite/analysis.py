@@ -187,7 +187,9 @@ def fit_attention_maps(before: np.ndarray, after: np.ndarray, holdout: float = 0
     out["change"] = {name: _r2(yt - xt, p - xt) for name, p in predictions.items()}
     norm_before, norm_after = np.linalg.norm(before, axis=1), np.linalg.norm(after, axis=1)
     out.update({"norm_before": float(norm_before.mean()), "norm_after": float(norm_after.mean()),
-                "relative_change": float((np.linalg.norm(after - before, axis=1) / norm_before).mean()),
+                # mean size of the change over mean size of the output (notebook 06's measure): a ratio of
+                # means, so a few tokens with tiny outputs cannot dominate it
+                "relative_change": float(np.linalg.norm(after - before, axis=1).mean() / norm_before.mean()),
                 "linear_params": int(coef.size), "fit_tokens": int(split), "test_tokens": int(n - split)})
     return out
 

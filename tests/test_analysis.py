@@ -102,7 +102,7 @@ def test_fit_attention_maps_score_the_change_against_the_identity():
     assert fit["change"]["identity"] <= 0  # predicting no change explains none of it
     assert fit["change"]["linear"] > 0.999 and fit["change"]["elementwise"] < 0.3
     assert fit["linear_params"] == 16 * 17 and fit["fit_tokens"] + fit["test_tokens"] == 4000
-    assert fit["relative_change"] == pytest.approx((np.linalg.norm(change, axis=1) / np.linalg.norm(before, axis=1)).mean())
+    assert fit["relative_change"] == pytest.approx(np.linalg.norm(change, axis=1).mean() / np.linalg.norm(before, axis=1).mean())
 
 
 def test_pattern_vectors_hold_every_change_of_stage_two():

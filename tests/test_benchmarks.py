@@ -169,3 +169,41 @@ def test_pattern_verdicts_follow_the_numbers_and_their_controls():
     # the same means with seeds that disagree by far more than the differences: no verdict either way
     assert "not confirmed:" in line(_study(0.5, 0.1, _parts(0.7, 0.8, 0.8, sd=0.2)), "Which parts matter")
     assert "not measured yet" in line(_study(0.5, 0.1, _parts(0.7, 0.8, 0.8)), "RQ2")
+
+
+def test_pruning_and_rq_verdicts_name_the_right_tasks_and_maps():
+    def line(result, topic):
+        return next(x for x in patterns.conclusions(result) if x.startswith(f"**{topic}"))
+    result = _study(0.5, 0.1, _parts(0.7, 0.8, 0.8))
+    row = lambda full, kept: {"ranking": [0, 1, 2, 3, 4, 5], "post-hoc all": _spread(full, full + 0.004, full - 0.004),
+                              "post-hoc top4": _spread(0.78, 0.79, 0.8), "post-hoc bottom4": _spread(0.6, 0.61, 0.62),
+                              "retrained top4": _spread(kept, kept + 0.004, kept - 0.004)}
+    result["pruning"] = {"sst2": row(0.80, 0.795), "stsb": row(0.80, 0.70),
+                         "rte": row(0.53, 0.40)}  # RTE did not learn: never named
+    pruning = line(result, "Redundant layers")
+    assert "costs more than the noise on stsb (" in pruning and "rte" not in pruning.split("Dev x100")[0]
+    assert "beats its control" in pruning and "on sst2, stsb of sst2, stsb" in pruning
+    del result["pruning"]["stsb"]["retrained top4"]  # a task not retrained yet is not counted either way
+    assert "no loss detected" in line(result, "Redundant layers")
+
+    fit = {"identity": 0.9, "elementwise": 0.95, "quadratic": 0.951, "linear": 0.96, "norm_before": 1.0, "norm_after": 1.2,
+           "relative_change": 0.3, "linear_params": 10, "fit_tokens": 5, "test_tokens": 5,
+           "change": {"identity": -1.0, "elementwise": 0.01, "quadratic": 0.01, "linear": 0.4}}
+    result["rq"] = {"sst2": {"layers": [fit], "learned": True, "dev_score": 0.85, "majority": 0.5},
+                    "rte": {"layers": [fit], "learned": False, "dev_score": 0.53, "majority": 0.527}}
+    rq2 = line(result, "RQ2")
+    assert "on the fine-tuned outputs, it suffices" in rq2 and "on the change (after − before, where the identity scores at most 0), it does not suffice" in rq2
+    assert "rte" in line(result, "Fully fine-tuned models left out") and "the norm grows" in line(result, "RQ1")
+
+
+def test_a_verdict_on_one_seed_says_it_is_preliminary():
+    one = {k: ({**v, "sd": 0.0, "n": 1} if isinstance(v, dict) else v) for k, v in _parts(0.7, 0.8, 0.8).items()}
+    text = next(x for x in patterns.conclusions(_study(0.5, 0.1, one)) if x.startswith("**Which parts matter"))
+    assert "preliminary (1 seed in some group): confirmed" in text
+
+
+def test_the_study_runs_a_task_that_did_not_learn_last(monkeypatch):
+    monkeypatch.setattr(patterns.protocol, "majority_baseline", lambda task: 0.5)
+    runs = {"rte_hadamard2_final_seed0": {"score": 0.505}, "mrpc_hadamard2_final_seed0": {"score": 0.8}}
+    assert patterns.did_not_learn(runs, "rte", {}) and not patterns.did_not_learn(runs, "mrpc", {})
+    assert not patterns.did_not_learn(runs, "stsb", {})  # not known yet: keeps its place
