@@ -114,7 +114,9 @@ def main() -> None:
                 measured[key] = {**old.get(key, {}), **measured[key]}
             measured["total_minutes"] = round(sum(measured["minutes"].values()), 1)
             measured["total_cpu_minutes"] = round(sum(measured["cpu_minutes"].values()), 1)
-            measured["runs"] = old.get("runs", []) + [{"date": measured["date"], "load_average_at_start":
+            earlier = old.get("runs") or [{"date": old.get("date"), "load_average_at_start": old.get("load_average_at_start"),
+                                           "notebooks": sorted(old.get("minutes", {}))}]  # the run before the first partial one
+            measured["runs"] = earlier + [{"date": measured["date"], "load_average_at_start":
                                                        measured["load_average_at_start"], "notebooks": list(chosen_names)}]
         atomic_write(TIMINGS, lambda tmp: Path(tmp).write_text(json.dumps(measured, indent=1) + "\n"))
     timings = json.loads(TIMINGS.read_text())
