@@ -352,8 +352,10 @@ def write_tables(out: Path) -> str:
     for method, row in PAPER.items():
         m4 = statistics.mean(row[t] for t in MEAN4)
         lines.append(f"| {method} | " + " | ".join(fmt(row[t]) for t in TASKS) + f" | {fmt(m4)} | {fmt(100 * m4 / paper_full4)} |")
-    pending = [j for j in jobs(METHODS, TASKS, 3) if job_name(j) not in runs]
-    lines += ["", f"Runs finished: {len(runs)} of {len(runs) + len(pending)} (8 methods x 5 tasks x (3 grid rates + 3 seeds)); "
+    planned = {n: len(jobs(METHODS, TASKS, n)) for n in (1, 3)}
+    lines += ["", f"Runs finished: {len(runs)} of the {planned[1]} the default `--seeds 1` makes (8 methods x 5 tasks x 3 grid "
+              f"rates, then 3 seeds for full fine-tuning and both Hadamard variants, 1 for the others; {planned[3]} with "
+              "`--seeds 3`); "
               "`running` marks a task whose grid has finished runs but no final run yet."]
     text = "\n".join(lines) + "\n"
     atomic_write(out / "results.md", lambda tmp: Path(tmp).write_text(text))
@@ -362,7 +364,7 @@ def write_tables(out: Path) -> str:
         # A copy inside the package, for notebook 03 on Colab (where only the package is installed).
         packaged = {"source": f"results/{out.name}/summary.json", "machine": any_run["machine"],
                     "precision": any_run["precision"], "runs_finished": len(runs),
-                    "runs_planned": len(runs) + len(pending), "majority_class": majority, "summary": summary}
+                    "runs_planned": planned[1], "majority_class": majority, "summary": summary}  # default --seeds 1
         atomic_write(ROOT / "hadamard_lite" / "measured" / f"{out.name}.json",
                      lambda tmp: Path(tmp).write_text(json.dumps(packaged, indent=1) + "\n"))
     return text

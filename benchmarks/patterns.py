@@ -488,7 +488,7 @@ def conclusions(result: dict) -> list:
     left_out = [t for t in learn if t not in ok]
     lines = ["**Which tasks learned**: two-stage Hadamard (the protocol's final runs) against the majority class: " +
              "; ".join(f"{t} {_p(r['hadamard2'])} vs {100 * r['majority']:.1f}" for t, r in learn.items()) +
-             f". The verdicts below use {', '.join(ok) or 'no task'}" +
+             f". The verdicts on adapters below use {', '.join(ok) or 'no task'}" +
              (f"; left out, as they did not beat the majority class by 2 points and 2 sd: {', '.join(left_out)}."
               if left_out else ".")]
     both_ok = lambda p: _task(p["a"]) in ok and _task(p["b"]) in ok

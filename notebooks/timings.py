@@ -90,9 +90,12 @@ def quote(timings: dict) -> None:
         text = re.sub(rf"(\]\(notebooks/{re.escape(path.name)}\) \|[^|\n]*\| )([\d.]+|not measured)( \|)",
                       lambda m: f"{m.group(1)}{minutes}{m.group(3)}", text)
     missing = [p.name for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) if p.name not in timings["minutes"]]
-    total = (f"The whole series took {timings['total_minutes']} minutes." if not missing else
-             f"The whole series is not measured yet (missing: {', '.join(missing)}).")
-    text = re.sub(r"The whole series (took [\d.]+ (?:CPU )?minutes|is not measured yet \([^)]*\))\.", lambda m: total, text)
+    sittings = len(timings.get("runs", [])) or 1
+    total = (f"The whole series took {timings['total_minutes']} minutes" +
+             (f" (summed over {sittings} sittings, each listed in `notebooks/timings.json`)" if sittings > 1 else "") + "."
+             if not missing else f"The whole series is not measured yet (missing: {', '.join(missing)}).")
+    text = re.sub(r"The whole series (took [\d.]+ (?:CPU )?minutes(?: \(summed over \d+ sittings[^)]*\))?"
+                  r"|is not measured yet \([^)]*\))\.", lambda m: total, text)
     atomic_write(readme, lambda tmp: Path(tmp).write_text(text))
 
 
