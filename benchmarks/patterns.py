@@ -460,6 +460,32 @@ def _agreement(orders: dict) -> dict:
             "top4_overlap_by_chance": 4 * 4 / 6}
 
 
+def _interval(pairs: list, same_task: bool, draws: int = 1000) -> tuple | None:
+    """A 95% bootstrap interval of the mean cosine of ``pairs`` (dicts with "a", "b", "cos"), resampling each task's
+    adapters (its seeds) with replacement: how far the mean could move with other seeds. Pairs share adapters, so
+    their standard deviation is a spread, not an interval. None when there is nothing to resample."""
+    cos = {frozenset((p["a"], p["b"])): p["cos"] for p in pairs}
+    by_task = {}
+    for p in pairs:
+        for name in (p["a"], p["b"]):
+            by_task.setdefault(_task(name), set()).add(name)
+    by_task = {t: sorted(names) for t, names in by_task.items()}
+    if len(pairs) < 2 or (not same_task and len(by_task) < 2):
+        return None
+    rng, means = np.random.default_rng(0), []
+    for _ in range(draws):
+        drawn = {t: [names[i] for i in rng.integers(len(names), size=len(names))] for t, names in by_task.items()}
+        if same_task:
+            values = [cos[frozenset((x, y))] for names in drawn.values() for x, y in itertools.combinations(names, 2)
+                      if x != y and frozenset((x, y)) in cos]
+        else:
+            values = [cos[frozenset((x, y))] for t, u in itertools.combinations(drawn, 2)
+                      for x in drawn[t] for y in drawn[u] if frozenset((x, y)) in cos]
+        if values:
+            means.append(statistics.mean(values))
+    return (float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))) if means else None
+
+
 def _gap(a: dict, b: dict) -> float:
     """The difference two means must exceed to count: 2 standard deviations of the noisier one, at least MARGIN."""
     return max(MARGIN, 2 * max(a.get("sd", 0.0), b.get("sd", 0.0)))
@@ -500,9 +526,13 @@ def conclusions(result: dict) -> list:
             lines.append(f"{topic}: not measured yet (needs final adapters of the protocol).")
             continue
         comp = sim["components"][key]
-        pick = lambda group: [p["cos"] for p in comp["pairs"] if p["group"] == group and both_ok(p)]
+        chosen = lambda group: [p for p in comp["pairs"] if p["group"] == group and both_ok(p)]
+        pick = lambda group: [p["cos"] for p in chosen(group)]
         other, same = _spread(pick("other task")), _spread(pick("same task, other seed"))
         noise, rand = _spread(pick("shuffled labels, other task")), comp["random vectors"]["all_layers"]
+        ci = {g: _interval(chosen(g), g.startswith("same")) for g in
+              ("other task", "same task, other seed", "shuffled labels, other task")}
+        with_ci = lambda g, s: fmt(s, 1, 2) + (f", 95% interval over seeds {ci[g][0]:.2f} to {ci[g][1]:.2f}" if ci[g] else "")
         if not other["n"]:
             lines.append(f"{topic}: not measured yet (needs adapters of two tasks that learned).")
             continue
@@ -519,8 +549,9 @@ def conclusions(result: dict) -> list:
         few = "" if same.get("n", 0) >= 3 else f"preliminary ({same.get('n', 0)} same-task pairs of seeds so far): "
         text = (f"{topic}: {few}{verdict}. "
                 f"Cosine of all layers joined, mean ± sd over pairs of adapters of {', '.join(ok)}: between tasks "
-                f"{fmt(other, 1, 2)}; between seeds of one task {fmt(same, 1, 2)}; between shuffled-label adapters of "
-                f"different tasks {fmt(noise, 1, 2)}; random vectors {fmt(rand, 1, 3)}.")
+                f"{with_ci('other task', other)}; between seeds of one task {with_ci('same task, other seed', same)}; "
+                f"between shuffled-label adapters of different tasks {with_ci('shuffled labels, other task', noise)}; "
+                f"random vectors {fmt(rand, 1, 3)}.")
         if same.get("n") and same["mean"] > 0.1 and other["mean"] > 0:
             text += f" Two tasks are {other['mean'] / same['mean']:.0%} as alike as two seeds of one task."
         lines.append(text)
