@@ -22,6 +22,7 @@ kept under OUT/adapters/ for the pattern analyses, and each task's fully fine-tu
 OUT/models/ (large: ignored by git).
 """
 import argparse
+import functools
 import json
 import math
 import os
@@ -231,6 +232,7 @@ def machine_name() -> str:
 
 # ---------------------------------------------------------------- tables
 
+@functools.lru_cache(maxsize=None)  # reads the whole training set; several analyses ask for it
 def majority_baseline(task: str) -> float:
     """The dev score of always predicting the training set's most common label (STS-B: the
     correlation of a constant is undefined and counted as 0)."""

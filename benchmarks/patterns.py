@@ -175,15 +175,13 @@ def train_shared(job, args, tokenizer):
             "train_examples": {t: len(s) for t, s in train.items()}}
 
 
-def did_not_learn(protocol_runs: dict, task: str, majority={}) -> bool:
+def did_not_learn(protocol_runs: dict, task: str) -> bool:
     """True once the protocol's two-stage Hadamard seed 0 on ``task`` has failed to beat the majority class
     by 2 points (RTE on MiniLM): the study then runs that task's jobs last, as they can teach the least."""
     record = protocol_runs.get(f"{task}_hadamard2_final_seed0")
     if record is None:
         return False
-    if task not in majority:
-        majority[task] = protocol.majority_baseline(task)
-    return record["score"] - majority[task] <= 2 * MARGIN
+    return record["score"] - protocol.majority_baseline(task) <= 2 * MARGIN
 
 
 def run(args) -> None:

@@ -207,5 +207,5 @@ def test_a_verdict_on_one_seed_says_it_is_preliminary():
 def test_the_study_runs_a_task_that_did_not_learn_last(monkeypatch):
     monkeypatch.setattr(patterns.protocol, "majority_baseline", lambda task: 0.5)
     runs = {"rte_hadamard2_final_seed0": {"score": 0.505}, "mrpc_hadamard2_final_seed0": {"score": 0.8}}
-    assert patterns.did_not_learn(runs, "rte", {}) and not patterns.did_not_learn(runs, "mrpc", {})
-    assert not patterns.did_not_learn(runs, "stsb", {})  # not known yet: keeps its place
+    assert patterns.did_not_learn(runs, "rte") and not patterns.did_not_learn(runs, "mrpc")
+    assert not patterns.did_not_learn(runs, "stsb")  # not known yet: keeps its place
