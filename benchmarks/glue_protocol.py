@@ -18,8 +18,8 @@ SST-2 trains on a seeded 20,000-example subset unless ``--sst2-limit 0`` (a GPU:
 Every finished run is one JSON file under OUT/runs/; a run that was cut short starts again.
 Several processes may work on one OUT at once (each claims a run by creating a claim file), e.g.
 two single-thread workers on a 2-core machine. Trained Hadamard adapters (final and grid runs) are
-kept under OUT/adapters/ for the pattern analyses, and each task's fully fine-tuned seed-0 model under
-OUT/models/ (large: ignored by git).
+kept under OUT/adapters/ for the pattern analyses, and every fully fine-tuned final model (one per task
+and seed) under OUT/models/ (large: ignored by git).
 """
 import argparse
 import functools
@@ -212,8 +212,9 @@ def run(args) -> None:
             atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
             if job["method"].startswith("hadamard"):  # grid adapters too: issue 9 ranks layers on their held-out 10%
                 hl.save_adapter(model, out / "adapters" / job_name(job))
-            if job["method"] == "full" and job.get("seed") == 0 and job["kind"] == "final":
-                # For the attention-output analyses (RQ1, RQ2). 87 MB each: kept on disk, not committed.
+            if job["method"] == "full" and job["kind"] == "final":
+                # For the attention-output analyses (RQ1, RQ2), every seed so that they have a spread.
+                # 87 MB each: kept on disk, not committed.
                 model.save_pretrained(out / "models" / job_name(job))
             print(f"{job_name(job):38s} {record['metric']} {record['score']:.4f}  lr {lr:g}  "
                   f"{record['seconds'] / 60:.1f} min  {record['samples_per_s']:.0f} samples/s", flush=True)

@@ -352,27 +352,41 @@ def pruning(args, pretrained_for, tokenizer) -> dict:
 
 
 def rq(args, tokenizer) -> dict:
-    """RQ1 and RQ2 on each task's fully fine-tuned seed-0 model of the protocol."""
+    """RQ1 and RQ2 on the protocol's fully fine-tuned models: per task, one entry per seed. The models are
+    git-ignored and live only on the machine that trained them: a seed whose model is not on disk keeps
+    the numbers of the previous analysis (marked ``reused``), so an analysis elsewhere loses nothing."""
+    from transformers import AutoModelForSequenceClassification
     out = {}
     protocol_runs = protocol.load_runs(Path(args.protocol))
+    previous_path = Path(args.out) / "results.json"
+    previous = json.loads(previous_path.read_text()).get("rq", {}) if previous_path.exists() else {}
     for task in TASKS:
-        folder = Path(args.protocol) / "models" / f"{task}_full_final_seed0"
-        if not (folder / "config.json").exists():
+        folders = sorted((Path(args.protocol) / "models").glob(f"{task}_full_final_seed*"),
+                         key=lambda f: int(f.name.rsplit("seed", 1)[1]))
+        folders = [f for f in folders if (f / "config.json").exists()]
+        on_disk = {int(f.name.rsplit("seed", 1)[1]) for f in folders}
+        reused = [{**m, "reused": True} for m in previous.get(task, {}).get("models", []) if m["seed"] not in on_disk]
+        if not folders:
+            if reused:
+                out[task] = {**previous[task], "models": reused}
             continue
-        from transformers import AutoModelForSequenceClassification
-        tuned = AutoModelForSequenceClassification.from_pretrained(folder, torch_dtype=torch.float32).eval()
-        pre = hl.load_model(num_labels=tuned.config.num_labels).eval()
         dev = load_glue(task, "dev", limit=args.limit or None, seed=0)
         make = lambda: batches(dev, tokenizer, 32, max_length=protocol.MAX_LENGTH)
+        pre = hl.load_model(num_labels=dev.task.num_labels).eval()
+        # The pre-trained attention outputs do not depend on the head: captured once for every seed.
         before = analysis.capture_attention_outputs(pre, make(), max_tokens=args.rq_tokens)
-        after = analysis.capture_attention_outputs(tuned, make(), max_tokens=args.rq_tokens)
-        fits = [analysis.fit_attention_maps(b, a) for b, a in zip(before, after)]
-        record = protocol_runs.get(f"{task}_full_final_seed0", {})
-        majority, measured = protocol.majority_baseline(task), dev_score(tuned, task, dev, tokenizer)
-        out[task] = {"dev_score_of_model": record.get("score"), "metric": record.get("metric"), "layers": fits,
-                     "dev_score": measured, "majority": majority,  # measured here, on the dev set used for the maps
-                     # a model that did not beat the majority class by 2 points says little about fine-tuning
-                     "learned": measured - majority > 2 * MARGIN}
+        majority, models = protocol.majority_baseline(task), []
+        for folder in folders:
+            tuned = AutoModelForSequenceClassification.from_pretrained(folder, torch_dtype=torch.float32).eval()
+            after = analysis.capture_attention_outputs(tuned, make(), max_tokens=args.rq_tokens)
+            measured = dev_score(tuned, task, dev, tokenizer)  # on the dev set the maps are fitted on
+            models.append({"seed": int(folder.name.rsplit("seed", 1)[1]),
+                           "dev_score_of_model": protocol_runs.get(folder.name, {}).get("score"), "dev_score": measured,
+                           # a model that did not beat the majority class by 2 points says little about fine-tuning
+                           "learned": measured - majority > 2 * MARGIN,
+                           "layers": [analysis.fit_attention_maps(b, a) for b, a in zip(before, after)]})
+        out[task] = {"metric": dev.task.metric, "majority": majority,
+                     "models": sorted(models + reused, key=lambda m: m["seed"])}
     return out
 
 
@@ -633,9 +647,11 @@ def conclusions(result: dict) -> list:
         lines.append(f"{topic}, on {', '.join(fit)}: " + ("; ".join(parts) if parts else "not measured yet") + ".")
 
     rq_all = result.get("rq", {})
-    rq_rows = {t: r for t, r in rq_all.items() if r.get("learned")}
-    skipped = [f"{t} (dev x100 {100 * r['dev_score']:.1f}, majority class {100 * r['majority']:.1f})"
-               for t, r in rq_all.items() if not r.get("learned")]
+    # Only models that beat the majority class count; a task counts with the seeds of it that did.
+    rq_rows = {t: [m for m in r["models"] if m["learned"]] for t, r in rq_all.items()}
+    rq_rows = {t: ms for t, ms in rq_rows.items() if ms}
+    skipped = [f"{t} seed {m['seed']} (dev x100 {100 * m['dev_score']:.1f}, majority class {100 * r['majority']:.1f})"
+               for t, r in rq_all.items() for m in r["models"] if not m["learned"]]
     if skipped:
         lines.append("**Fully fine-tuned models left out of RQ1 and RQ2**, as they did not beat the majority class by "
                      "2 points: " + ", ".join(skipped) + ".")
@@ -643,22 +659,31 @@ def conclusions(result: dict) -> list:
         lines += ["**RQ1** (paper: the attention outputs' norm grows markedly under full fine-tuning): not measured yet.",
                   "**RQ2** (paper: an element-wise linear map suffices): not measured yet."]
     else:
-        growth = {t: [f["norm_after"] / f["norm_before"] - 1 for f in r["layers"]] for t, r in rq_rows.items()}
-        rel = {t: [f["relative_change"] for f in r["layers"]] for t, r in rq_rows.items()}
-        all_growth = [g for gs in growth.values() for g in gs]
-        grown = sum(g > MARGIN for g in all_growth)
-        lines.append("**RQ1** (paper: the attention outputs' norm grows markedly under full fine-tuning), one fully "
-                     "fine-tuned model per task (the protocol's seed 0; no second seed, so no spread): " +
-                     (f"the norm grows by more than 1% in every layer of every model ({min(all_growth):+.0%} to "
-                      f"{max(all_growth):+.0%})" if grown == len(all_growth) else
-                      f"the norm grows by more than 1% in {grown} of {len(all_growth)} layers ({max(all_growth):+.0%} at "
-                      f"most), not in every layer (the least: {min(all_growth):+.0%})") +
-                     ". Norm change per layer, then relative change (mean ‖after − before‖ / mean ‖before‖): " + "; ".join(
-                         f"{t} (dev x100 {100 * rq_rows[t]['dev_score']:.1f}): "
-                         + " ".join(f"{100 * g:+.0f}%" for g in growth[t]) + " | " + " ".join(f"{x:.2f}" for x in rel[t])
-                         for t in rq_rows) + ".")
-        first = next(iter(rq_rows.values()))["layers"][0]
-        layers = [f for r in rq_rows.values() for f in r["layers"]]
+        few = _few(*[{"n": len(ms)} for ms in rq_rows.values()])
+        seeds = ", ".join(f"{t} {len(ms)}" for t, ms in rq_rows.items())
+        # growth[t][layer] = that layer's norm growth on every seed of task t
+        growth = {t: list(zip(*[[f["norm_after"] / f["norm_before"] - 1 for f in m["layers"]] for m in ms]))
+                  for t, ms in rq_rows.items()}
+        rel = {t: list(zip(*[[f["relative_change"] for f in m["layers"]] for m in ms])) for t, ms in rq_rows.items()}
+        grown = sum(min(g) > MARGIN for gs in growth.values() for g in gs)
+        n_layers = sum(len(gs) for gs in growth.values())
+        every = [x for gs in growth.values() for g in gs for x in g]
+        pm = lambda values, f: f(statistics.mean(values)) + (f" ± {f(statistics.stdev(values)).lstrip('+')}"
+                                                              if len(values) > 1 else "")
+        lines.append(f"**RQ1** (paper: the attention outputs' norm grows markedly under full fine-tuning), {few}the "
+                     f"protocol's fully fine-tuned models (seeds per task: {seeds}): " +
+                     (f"the norm grows by more than 1% in every layer of every model ({min(every):+.0%} to "
+                      f"{max(every):+.0%})" if grown == n_layers else
+                      f"the norm grows by more than 1% on every seed in {grown} of {n_layers} task-layers "
+                      f"({max(every):+.0%} at most), not in every layer (the least: {min(every):+.0%})") +
+                     ". Norm change per layer, then relative change (mean ‖after − before‖ / mean ‖before‖), mean ± sd "
+                     "over seeds: " + "; ".join(
+                         f"{t} (dev x100 {pm([100 * m['dev_score'] for m in ms], lambda v: f'{v:.1f}')}): "
+                         + " ".join(pm([100 * x for x in g], lambda v: f"{v:+.0f}%") for g in growth[t]) + " | "
+                         + " ".join(pm(list(x), lambda v: f"{v:.2f}") for x in rel[t])
+                         for t, ms in rq_rows.items()) + ".")
+        first = next(iter(rq_rows.values()))[0]["layers"][0]
+        layers = [f for ms in rq_rows.values() for m in ms for f in m["layers"]]  # every seed's every layer
         span = lambda values: f"{min(values):+.3f} to {max(values):+.3f}"
         out_gain = [f["elementwise"] - f["identity"] for f in layers]
         out_richer = [max(f["quadratic"], f["linear"]) - f["elementwise"] for f in layers]
@@ -673,14 +698,15 @@ def conclusions(result: dict) -> list:
         ch_fail = (f"it explains as little as {min(ch):+.3f}" if min(ch) <= 0.05 else
                    f"a richer map adds up to {max(ch_richer):+.3f}")
         lines.append(
-            "**RQ2** (paper: an element-wise linear map suffices), maps fitted on "
+            f"**RQ2** (paper: an element-wise linear map suffices), {few}maps fitted on "
             f"{first['fit_tokens']:,} dev tokens and scored on {first['test_tokens']:,} others (the full linear map has "
-            f"{first['linear_params']:,} numbers a layer): on the fine-tuned outputs, {verdict(outputs_ok, out_fail)}; "
+            f"{first['linear_params']:,} numbers a layer), every layer of "
+            f"{sum(map(len, rq_rows.values()))} models (seeds per task: {seeds}): on the fine-tuned outputs, {verdict(outputs_ok, out_fail)}; "
             f"on the change (after − before, where the identity scores at most 0), {verdict(change_ok, ch_fail)}. "
             f"Held-out R² per layer: on the outputs element-wise beats the identity by {span(out_gain)} and the better "
             f"richer map adds {span(out_richer)}; on the change element-wise scores {span(ch)} and the better richer map "
             f"adds {span(ch_richer)}. Rule: element-wise must beat the identity by 0.01 (outputs), respectively explain more "
-            "than 0.05 (change), in every layer, and no richer map may add 0.05.")
+            "than 0.05 (change), in every layer of every seed, and no richer map may add 0.05.")
     return lines
 
 
@@ -760,17 +786,26 @@ def tables(result: dict) -> str:
         md[-1] += " | ".join(fmt(row["scores"][t]) for t in TASKS) + " |"
     md += ["", "## 5. RQ1 and RQ2: attention outputs under full fine-tuning\n"]
     for task, r in result["rq"].items():
-        first = r["layers"][0]
-        md += [f"**{task}**, the protocol's fully fine-tuned seed-0 model (dev {r['metric']} "
-               f"{100 * r['dev_score']:.1f}; majority class {100 * r['majority']:.1f}). Maps fitted on {first['fit_tokens']:,} dev tokens, "
-               f"scored on the other {first['test_tokens']:,}; the full linear map has {first['linear_params']:,} numbers.\n",
+        models = r["models"]
+        first = models[0]["layers"][0]
+        pm = lambda values, digits: (f"{statistics.mean(values):.{digits}f}" +
+                                     (f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""))
+        scores = ", ".join(f"seed {m['seed']} {100 * m['dev_score']:.1f}{'' if m['learned'] else ' (did not learn)'}"
+                           f"{' (model not on this machine: numbers of the previous analysis)' if m.get('reused') else ''}"
+                           for m in models)
+        md += [f"**{task}**, the protocol's fully fine-tuned models (dev {r['metric']}: {scores}; majority class "
+               f"{100 * r['majority']:.1f}). Mean ± sd over the {len(models)} seed(s). Maps fitted on "
+               f"{first['fit_tokens']:,} dev tokens, scored on the other {first['test_tokens']:,}; the full linear map "
+               f"has {first['linear_params']:,} numbers.\n",
                "| layer | norm before | norm after | relative change | R² outputs: identity / element-wise / quadratic / linear "
                "| R² change: identity / element-wise / quadratic / linear |", "|---|---|---|---|---|---|"]
-        for i, f in enumerate(r["layers"]):
-            c = f["change"]
-            md.append(f"| {i} | {f['norm_before']:.2f} | {f['norm_after']:.2f} | {f['relative_change']:.2f} | "
-                      f"{f['identity']:.3f} / {f['elementwise']:.3f} / {f['quadratic']:.3f} / {f['linear']:.3f} | "
-                      f"{c['identity']:.3f} / {c['elementwise']:.3f} / {c['quadratic']:.3f} / {c['linear']:.3f} |")
+        for i in range(len(models[0]["layers"])):
+            fs = [m["layers"][i] for m in models]
+            col = lambda key, digits=3: pm([f[key] for f in fs], digits)
+            ch = lambda key: pm([f["change"][key] for f in fs], 3)
+            md.append(f"| {i} | {col('norm_before', 2)} | {col('norm_after', 2)} | {col('relative_change', 2)} | "
+                      f"{col('identity')} / {col('elementwise')} / {col('quadratic')} / {col('linear')} | "
+                      f"{ch('identity')} / {ch('elementwise')} / {ch('quadratic')} / {ch('linear')} |")
         md.append("")
     return "\n".join(md) + "\n"
 

@@ -115,12 +115,20 @@ def test_patterns_study_runs_end_to_end_on_a_tiny_model(tmp_path):
     assert sim["same task, other seed"]["all_layers"]["n"] == 3  # three seeds of RTE: three pairs
     assert sim["task vs its shuffled-label adapter"]["all_layers"]["n"] == 9
     assert result["parts"]["rte"]["W"]["n"] == 3 and result["pruning"]["rte"]["retrained top2"]["n"] == 3
-    assert len(result["rq"]["rte"]["layers"]) == 2 and "change" in result["rq"]["rte"]["layers"][0]
+    models = result["rq"]["rte"]["models"]  # every seed's fully fine-tuned model is kept and analysed
+    assert [m["seed"] for m in models] == [0, 1, 2] and len(models[0]["layers"]) == 2 and "change" in models[0]["layers"][0]
     assert result["shared"]["all"]["adapter_params_all_tasks"] == 4 * 32 * 2  # 2 layers shared by all five tasks
     assert result["shared"]["none"]["scores"]["stsb"]["n"] == 3
     assert "## 2. Which parts matter?" in text and "| rte |" in text
     assert "## Conclusions" in text and "rte" in result["learned"]
     assert any(line.startswith("**Which parts matter**") for line in result["conclusions"])
+    # On a machine without the (git-ignored) fully fine-tuned models, the RQ numbers of the last analysis stay.
+    import shutil
+    shutil.rmtree(protocol_out / "models")
+    run("benchmarks/patterns.py", "--protocol", str(protocol_out), "--out", str(out), "--analyse", *small)
+    again = json.loads((out / "results.json").read_text())["rq"]["rte"]["models"]
+    assert [m["seed"] for m in again] == [0, 1, 2] and all(m["reused"] for m in again)
+    assert again[0]["layers"] == models[0]["layers"]
 
 
 def _spread(*values):
@@ -191,11 +199,19 @@ def test_pruning_and_rq_verdicts_name_the_right_tasks_and_maps():
     fit = {"identity": 0.9, "elementwise": 0.95, "quadratic": 0.951, "linear": 0.96, "norm_before": 1.0, "norm_after": 1.2,
            "relative_change": 0.3, "linear_params": 10, "fit_tokens": 5, "test_tokens": 5,
            "change": {"identity": -1.0, "elementwise": 0.01, "quadratic": 0.01, "linear": 0.4}}
-    result["rq"] = {"sst2": {"layers": [fit], "learned": True, "dev_score": 0.85, "majority": 0.5},
-                    "rte": {"layers": [fit], "learned": False, "dev_score": 0.53, "majority": 0.527}}
+    model = lambda seed, score, learned, f=fit: {"seed": seed, "layers": [f], "learned": learned, "dev_score": score}
+    result["rq"] = {"sst2": {"models": [model(0, 0.85, True), model(1, 0.84, True)], "majority": 0.5},
+                    "rte": {"models": [model(0, 0.53, False)], "majority": 0.527}}
     rq2 = line(result, "RQ2")
     assert "on the fine-tuned outputs, it suffices" in rq2 and "on the change (after − before, where the identity scores at most 0), it does not suffice" in rq2
-    assert "rte" in line(result, "Fully fine-tuned models left out") and "the norm grows" in line(result, "RQ1")
+    assert "rte seed 0" in line(result, "Fully fine-tuned models left out") and "rte" not in line(result, "RQ1")
+    rq1 = line(result, "RQ1")
+    assert "every layer of every model" in rq1 and "preliminary (2 seeds" in rq1 and "sst2 2" in rq1
+    # One seed where the norm shrinks: the layer no longer counts as grown, and RQ2 must hold on every seed too.
+    shrunk = {**fit, "norm_after": 0.9, "elementwise": 0.9}
+    result["rq"]["sst2"]["models"].append(model(2, 0.85, True, shrunk))
+    assert "on every seed in 0 of 1 task-layers" in line(result, "RQ1")
+    assert "on the fine-tuned outputs, it does not suffice" in line(result, "RQ2")
 
 
 def test_a_verdict_on_one_seed_says_it_is_preliminary():
