@@ -475,14 +475,15 @@ def _agreement(orders: dict) -> dict:
 def _interval(pairs: list, same_task: bool, draws: int = 1000) -> tuple | None:
     """A 95% bootstrap interval of the mean cosine of ``pairs`` (dicts with "a", "b", "cos"), resampling each task's
     adapters (its seeds) with replacement: how far the mean could move with other seeds. Pairs share adapters, so
-    their standard deviation is a spread, not an interval. None when there is nothing to resample."""
+    their standard deviation is a spread, not an interval. None when there is nothing to resample: too few pairs,
+    or one adapter (seed) per task, where every draw gives the same mean and a zero-width "interval" would mislead."""
     cos = {frozenset((p["a"], p["b"])): p["cos"] for p in pairs}
     by_task = {}
     for p in pairs:
         for name in (p["a"], p["b"]):
             by_task.setdefault(_task(name), set()).add(name)
     by_task = {t: sorted(names) for t, names in by_task.items()}
-    if len(pairs) < 2 or (not same_task and len(by_task) < 2):
+    if len(pairs) < 2 or (not same_task and len(by_task) < 2) or all(len(n) < 2 for n in by_task.values()):
         return None
     rng, means = np.random.default_rng(0), []
     for _ in range(draws):

@@ -171,6 +171,8 @@ def test_pattern_verdicts_follow_the_numbers_and_their_controls():
     assert "alike beyond both controls" in shared and "between tasks 0.5" in shared and "0.99" not in shared
     low, high = map(float, shared.split("between tasks")[1].split("95% interval over seeds ")[1].split(";")[0].split(" to "))
     assert low <= 0.505 <= high  # the interval holds the mean of the two pairs (0.50, 0.51)
+    one_seed_each = [{"a": "sst2_seed0", "b": "stsb_seed0", "cos": 0.5}, {"a": "sst2_seed0", "b": "cola_seed0", "cos": 0.6}]
+    assert patterns._interval(one_seed_each, same_task=False) is None  # every draw the same: no interval to give
     assert "comes from training itself" in line(_study(0.5, 0.5, _parts(0.7, 0.8, 0.8)), "Shared patterns (b)")
     assert "no shared pattern" in line(_study(0.0, 0.1, _parts(0.7, 0.8, 0.8)), "Shared patterns (b)")
     assert "did not beat the majority class" in line(_study(0.5, 0.1, _parts(0.7, 0.8, 0.8)), "Which tasks learned")
