@@ -13,6 +13,7 @@ samples/s counts one epoch over the same SST-2 slice, batching and padding inclu
 """
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -106,6 +107,9 @@ def main() -> None:
     print(f"{machine}: {len(configs)} configurations, 1 warm-up + {args.repeats} timed runs each", flush=True)
     times = {c[0]: [] for c in configs}
     memory = {}
+    # Other work on the machine slows some rounds and not others: record how busy it was, at the start and after
+    # every round, so a reader can tell a quiet measurement from a contended one.
+    loads = [load_average()]
     for round_ in range(args.repeats + 1):  # round 0 is the warm-up, not reported
         for label, method, driver, precision in configs:
             slice_ = small if precision != precision_for(device) else data
@@ -115,18 +119,25 @@ def main() -> None:
                 memory[label] = max(memory.get(label) or 0, r["peak_mem_gb"] or 0) or None
             print(f"  {'warm-up' if not round_ else f'round {round_}'}  {label:45s} {r['samples_per_s']:8.1f} samples/s",
                   flush=True)
+        loads.append(load_average())
         if round_:  # write after every round, so a run cut short still leaves its finished rounds
             rows = [{"run": label, "method": method, "driver": driver, "precision": precision, "runs": times[label],
                      "median": statistics.median(times[label]), "min": min(times[label]), "max": max(times[label]),
                      "peak_mem_gb": memory.get(label)} for label, method, driver, precision in configs]
-            write(args, machine, rows, device, rounds=round_)
+            write(args, machine, rows, device, rounds=round_, loads=loads)
 
 
-def write(args, machine, rows, device, rounds: int) -> None:
+def load_average() -> float | None:
+    """The 1-minute load average (None where the system has none, e.g. Windows)."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
+def write(args, machine, rows, device, rounds: int, loads=()) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"command": "python " + " ".join(sys.argv), "machine": machine, "torch": torch.__version__,
-            "python": platform.python_version(), "args": vars(args), "rounds": rounds}
+            "python": platform.python_version(), "args": vars(args), "rounds": rounds,
+            "load_average_1min": {"start": loads[0] if loads else None, "after_each_round": list(loads[1:])}}
     atomic_write(out / "results.json", lambda tmp: Path(tmp).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n"))
     by = {r["run"]: r for r in rows}
     auto = precision_for(device)
@@ -139,7 +150,10 @@ def write(args, machine, rows, device, rounds: int) -> None:
              f"{args.examples} examples (other precision: {args.bf16_examples or args.examples}), batch {args.batch_size}, "
              f"max length {args.max_length}, one epoch per run; 1 warm-up run then {rounds} timed runs per "
              "configuration, interleaved; samples/s median (min-max)."
-             + (f" **Cut short after {rounds} of {args.repeats} rounds.**" if rounds < args.repeats else ""), "",
+             + (f" **Cut short after {rounds} of {args.repeats} rounds.**" if rounds < args.repeats else "")
+             + (f" 1-minute load average at the start {loads[0]}, after each round (warm-up first) "
+                f"{', '.join(str(x) for x in loads[1:])}: on {os.cpu_count()} cores, much above the threads used "
+                "means other work shared the machine." if loads and loads[0] is not None else ""), "",
              "| run | precision | samples/s median | min-max | peak GPU GB |", "|---|---|---|---|---|"]
     for r in rows:
         mem = f"{r['peak_mem_gb']:.2f}" if r["peak_mem_gb"] else "n/a"

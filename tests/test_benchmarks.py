@@ -73,10 +73,8 @@ def test_readme_tables_notice_a_changed_number(tmp_path, monkeypatch):
     assert old != new
 
 
-def test_patterns_study_runs_end_to_end_on_a_tiny_model(tmp_path):
-    """The issue-9 study on a tiny random BERT and a few examples: the protocol's runs, then every
-    kind of pattern run, then the analyses. Checks the plumbing (files, keys, tables), not results."""
-    import json
+def _tiny_model_env(folder: Path) -> dict:
+    """The environment for a benchmark script to run on a tiny random BERT saved in ``folder``."""
     import os
 
     import torch
@@ -86,9 +84,32 @@ def test_patterns_study_runs_end_to_end_on_a_tiny_model(tmp_path):
     torch.manual_seed(0)  # a bare encoder, so that every task can put its own head on it (STS-B has 1 output)
     config = AutoConfig.for_model("bert", hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                   intermediate_size=37, vocab_size=30522)
-    AutoModel.from_config(config).save_pretrained(tmp_path / "tiny")
-    load_tokenizer().save_pretrained(tmp_path / "tiny")
-    env = {**os.environ, "HADAMARD_LITE_MODEL": str(tmp_path / "tiny")}
+    AutoModel.from_config(config).save_pretrained(folder)
+    load_tokenizer().save_pretrained(folder)
+    return {**os.environ, "HADAMARD_LITE_MODEL": str(folder)}
+
+
+def test_speed_benchmark_writes_its_ratios_and_how_busy_the_machine_was(tmp_path):
+    import json
+    done = subprocess.run([sys.executable, "benchmarks/speed.py", "--out", str(tmp_path / "speed"), "--examples", "16",
+                           "--max-length", "16", "--repeats", "2", "--threads", "1",
+                           "--only", "hadamard1, our trainer", "full, our trainer"],
+                          cwd=ROOT, env=_tiny_model_env(tmp_path / "tiny"), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "speed" / "results.json").read_text())
+    assert [len(r["runs"]) for r in result["rows"]] == [2, 2]  # the warm-up is not reported
+    loads = result["meta"]["load_average_1min"]
+    assert loads["start"] >= 0 and len(loads["after_each_round"]) == 3  # warm-up and two timed rounds
+    text = (tmp_path / "speed" / "results.md").read_text()
+    assert "1-minute load average at the start" in text and "Hadamard / full fine-tuning " in text
+
+
+def test_patterns_study_runs_end_to_end_on_a_tiny_model(tmp_path):
+    """The issue-9 study on a tiny random BERT and a few examples: the protocol's runs, then every
+    kind of pattern run, then the analyses. Checks the plumbing (files, keys, tables), not results."""
+    import json
+
+    env = _tiny_model_env(tmp_path / "tiny")
     small = ["--limit", "24", "--tasks", "rte", "--threads", "1"]
     protocol_out, out = tmp_path / "protocol", tmp_path / "patterns"
 
