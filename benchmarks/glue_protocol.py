@@ -27,6 +27,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -208,14 +209,20 @@ def run(args) -> None:
                 cache = {job["task"]: data_for(job["task"], args)}  # one task's data in memory at a time
             record, model = run_one(job, lr, cache[job["task"]], tokenizer, args)
             record.update({"command": " ".join(sys.argv), "torch": torch.__version__, "machine": machine_name()})
-            path = out / "runs" / f"{job_name(job)}.json"
-            atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
             if job["method"].startswith("hadamard"):  # grid adapters too: issue 9 ranks layers on their held-out 10%
                 hl.save_adapter(model, out / "adapters" / job_name(job))
             if job["method"] == "full" and job["kind"] == "final":
                 # For the attention-output analyses (RQ1, RQ2), every seed so that they have a spread.
-                # 87 MB each: kept on disk, not committed.
-                model.save_pretrained(out / "models" / job_name(job))
+                # 87 MB each: kept on disk, not committed. Written beside, then renamed: a folder under that
+                # name is always complete, even if the worker is stopped while saving.
+                folder, partial = out / "models" / job_name(job), out / "models" / (job_name(job) + ".partial")
+                shutil.rmtree(partial, ignore_errors=True)
+                model.save_pretrained(partial)
+                shutil.rmtree(folder, ignore_errors=True)
+                partial.rename(folder)
+            # The run's record last: a run counts as finished only once its adapter or model is on disk.
+            path = out / "runs" / f"{job_name(job)}.json"
+            atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
             print(f"{job_name(job):38s} {record['metric']} {record['score']:.4f}  lr {lr:g}  "
                   f"{record['seconds'] / 60:.1f} min  {record['samples_per_s']:.0f} samples/s", flush=True)
         finally:

@@ -150,6 +150,17 @@ def test_patterns_study_runs_end_to_end_on_a_tiny_model(tmp_path):
     again = json.loads((out / "results.json").read_text())["rq"]["rte"]["models"]
     assert [m["seed"] for m in again] == [0, 1, 2] and all(m["reused"] for m in again)
     assert again[0]["layers"] == models[0]["layers"]
+    # ... but not those of an analysis with other settings (not comparable) ...
+    run("benchmarks/patterns.py", "--protocol", str(protocol_out), "--out", str(out), "--analyse", *small,
+        "--rq-tokens", "7")
+    assert json.loads((out / "results.json").read_text())["rq"] == {}
+    # ... and an analysis from before several seeds (one model, its numbers at the top level) is read as seed 0.
+    old = {"rq": {"rte": {"metric": "accuracy", "majority": 0.5, "dev_score": 0.6, "learned": True,
+                          "layers": models[0]["layers"]}}}
+    (out / "results.json").write_text(json.dumps(old))
+    run("benchmarks/patterns.py", "--protocol", str(protocol_out), "--out", str(out), "--analyse", *small)
+    again = json.loads((out / "results.json").read_text())["rq"]["rte"]["models"]
+    assert [(m["seed"], m["reused"], m["dev_score"]) for m in again] == [(0, True, 0.6)]
 
 
 def _spread(*values):
@@ -229,12 +240,16 @@ def test_pruning_and_rq_verdicts_name_the_right_tasks_and_maps():
     assert "on the fine-tuned outputs, it suffices" in rq2 and "on the change (after − before, where the identity scores at most 0), it does not suffice" in rq2
     assert "rte seed 0" in line(result, "Fully fine-tuned models left out") and "rte" not in line(result, "RQ1")
     rq1 = line(result, "RQ1")
-    assert "every layer of every model" in rq1 and "preliminary (2 seeds" in rq1 and "sst2 2" in rq1
+    assert "confirmed: the norm grows by more than 1% on every seed in every layer of every task" in rq1
+    assert "preliminary (fewer than 3 seeds that learned for sst2)" in rq1 and "sst2 2" in rq1
     # One seed where the norm shrinks: the layer no longer counts as grown, and RQ2 must hold on every seed too.
     shrunk = {**fit, "norm_after": 0.9, "elementwise": 0.9}
     result["rq"]["sst2"]["models"].append(model(2, 0.85, True, shrunk))
-    assert "on every seed in 0 of 1 task-layers" in line(result, "RQ1")
+    assert "confirmed in 0 of 1 (task, layer) pairs, not in sst2 layer 0" in line(result, "RQ1")
+    assert "preliminary" not in line(result, "RQ1")  # three seeds that learned
     assert "on the fine-tuned outputs, it does not suffice" in line(result, "RQ2")
+    result["rq"] = {"rte": {"models": [model(0, 0.53, False)], "majority": 0.527}}
+    assert "no fully fine-tuned model that learned yet" in line(result, "RQ1")
 
 
 def test_a_verdict_on_one_seed_says_it_is_preliminary():
