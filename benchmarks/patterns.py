@@ -570,7 +570,8 @@ def conclusions(result: dict) -> list:
             continue
         beyond = lambda control: other["mean"] - control["mean"] > _gap(other, control)
         if not beyond(rand):
-            verdict = "no shared pattern: adapters of different tasks are no more alike than random vectors"
+            verdict = ("no shared pattern shown: adapters of different tasks are not more alike than random vectors by "
+                       "more than the spread of their cosines")
         elif not noise.get("n"):
             verdict = "more alike than random vectors; the shuffled-label control is not measured yet"
         elif not beyond(noise):
