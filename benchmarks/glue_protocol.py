@@ -251,6 +251,22 @@ def majority_baseline(task: str) -> float:
     return next(iter(glue_metrics(task, [common] * len(dev), dev.labels).values()))
 
 
+def data_kind(source: str) -> str:
+    """"GLUE TSV", "hub" or the sample: where a split came from, without its path."""
+    return "GLUE TSV" if source.startswith("GLUE TSV") else "hub" if source.startswith("hub") else "built-in sample"
+
+
+def check_control_data(runs: dict) -> None:
+    """The majority-class control must be read from the data the runs trained on: a --summarize
+    without GLUE_DIR would otherwise score the built-in sample and print a wrong control."""
+    for task in TASKS:
+        trained = {data_kind(r["source"]) for r in runs.values() if r["task"] == task and r.get("source")}
+        now = data_kind(load_glue(task, "dev").source) if trained else None
+        if trained and now not in trained:
+            raise SystemExit(f"the {task} runs trained on {' / '.join(sorted(trained))} data but this process reads "
+                             f"{now} data for the majority-class control: set GLUE_DIR as the runs did")
+
+
 def summarize(out: Path) -> dict:
     """Per method and task: chosen rate, dev scores per seed, mean and standard deviation."""
     runs = load_runs(out)
@@ -307,6 +323,7 @@ def write_tables(out: Path) -> str:
              "CoLA Matthews, accuracy otherwise; all x100.", "",
              "| method | " + " | ".join(TASKS) + " | mean of 4 | mean of 5 | trainable | % | file KB |",
              "|---|" + "---|" * (len(TASKS) + 5)]
+    check_control_data(runs)
     majority = {t: 100 * majority_baseline(t) for t in TASKS}
     lines.append("| majority class (control) | " + " | ".join(fmt(majority[t]) for t in TASKS) +
                  f" | {fmt(statistics.mean(majority[t] for t in MEAN4))} | {fmt(statistics.mean(majority.values()))} | 0 | 0 | 0 |")

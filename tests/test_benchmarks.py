@@ -9,6 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import glue_protocol as gp  # noqa: E402
+from hadamard_lite.data import SAMPLE_SOURCE  # noqa: E402
 
 
 def test_every_final_run_comes_after_its_grid_and_main_methods_come_first():
@@ -46,6 +47,17 @@ def test_a_claim_holds_while_its_owner_lives_and_is_taken_over_after(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (tmp_path / "claims" / (gp.job_name(job) + ".claim")).write_text(dead.stdout.strip())
     assert gp.claim(tmp_path, gp.job_name(job))
+
+
+def test_the_control_is_not_read_from_other_data_than_the_runs_trained_on(monkeypatch):
+    # A --summarize without GLUE_DIR once scored the built-in sample and printed RTE's majority
+    # class as 42.5 (it is 52.7): it must refuse instead.
+    monkeypatch.delenv("GLUE_DIR", raising=False)
+    monkeypatch.setattr("hadamard_lite.data.hub_available", lambda: False)
+    runs = {"rte_full_final_seed0": {"task": "rte", "source": "GLUE TSV /data/glue_data/RTE/train.tsv"}}
+    with pytest.raises(SystemExit, match="set GLUE_DIR"):
+        gp.check_control_data(runs)
+    gp.check_control_data({"rte_full_final_seed0": {"task": "rte", "source": SAMPLE_SOURCE}})  # same data: fine
 
 
 def test_readme_result_tables_match_the_results_files():
