@@ -433,6 +433,7 @@ def shared_table(args) -> dict:
 
 
 def analyse(args) -> dict:
+    protocol.check_control_data(protocol.load_runs(Path(args.protocol)))  # the majority class from the runs' data
     tokenizer = hl.load_tokenizer()
     pretrained = {}
 
