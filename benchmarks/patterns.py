@@ -298,19 +298,19 @@ def similarity(args, pretrained) -> dict:
               "shuffled_adapters": sorted(f"{t}_seed{s}" for t, s in noise),
               "random_95": float(np.percentile(np.abs(random_pairs), 95)), "components": {}}
     for key in COMPONENTS:
-        per = {}
+        per, all_pairs = {}, []
         for group, pairs in groups.items():
             ka, kb = kinds[group]
-            per[group] = {"all_layers": _spread([_cos(vectors[(ka,) + a][key].ravel(), vectors[(kb,) + b][key].ravel())
-                                                 for a, b in pairs]),
+            joined = [{"a": f"{a[0]}_seed{a[1]}", "b": f"{b[0]}_seed{b[1]}", "group": group,
+                       "cos": _cos(vectors[(ka,) + a][key].ravel(), vectors[(kb,) + b][key].ravel())} for a, b in pairs]
+            all_pairs += joined
+            per[group] = {"all_layers": _spread([pair["cos"] for pair in joined]),
                           "per_layer": [_spread([_cos(vectors[(ka,) + a][key][i], vectors[(kb,) + b][key][i])
                                                  for a, b in pairs]) for i in range(len(layers))]}
         per["random vectors"] = {"all_layers": _spread([_cos(rng.normal(size=d * len(layers)),
                                                             rng.normal(size=d * len(layers))) for _ in range(500)]),
                                  "per_layer": [_spread(random_pairs)] * len(layers)}
-        per["pairs"] = [{"a": f"{a[0]}_seed{a[1]}", "b": f"{b[0]}_seed{b[1]}", "group": group,
-                         "cos": _cos(vectors[(kinds[group][0],) + a][key].ravel(), vectors[(kinds[group][1],) + b][key].ravel())}
-                        for group, pairs in groups.items() for a, b in pairs]
+        per["pairs"] = all_pairs  # every pair's cosine of all layers joined, for the bootstrap intervals
         result["components"][key] = per
     return result
 
