@@ -93,3 +93,17 @@ def test_notebook_extra_is_what_the_notebooks_import():
                     modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
                     for module in modules:
                         assert module.split(".")[0] in allowed, f"{path.name} imports {module}, which Colab's install lacks"
+
+
+def test_notebooks_05_and_06_show_the_packaged_verdicts():
+    """Their stored outputs are what a reader sees on GitHub: after `patterns.py --analyse` changes a
+    verdict, notebooks 05 and 06 must be executed again, or this fails (their prose is read beside them)."""
+    patterns = ROOT / "hadamard_lite" / "measured" / "patterns_cpu.json"
+    verdicts = [line.replace("**", "") for line in json.loads(patterns.read_text())["conclusions"]]
+    for name, mine in (("05_tuning_patterns", lambda v: not v.startswith(("RQ", "Fully"))),
+                       ("06_attention_outputs_under_finetuning", lambda v: v.startswith(("RQ", "Fully")))):
+        notebook = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+        shown = "".join("".join(out.get("text", "")) for cell in notebook["cells"] if cell["cell_type"] == "code"
+                        for out in cell.get("outputs", []))
+        missing = [v[:80] for v in verdicts if mine(v) and f"• {v}" not in shown]
+        assert not missing, f"notebooks/{name}.ipynb shows older verdicts than the packaged results: {missing}"
