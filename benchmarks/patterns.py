@@ -700,8 +700,9 @@ def conclusions(result: dict) -> list:
                      f"protocol's fully fine-tuned models (seeds that learned, per task: {seeds}): " +
                      (f"confirmed: the norm grows by more than 1%{on_every} in every layer of every task "
                       f"({min(every):+.0%} to {max(every):+.0%})" if not not_grown else
-                      f"confirmed in {n_pairs - len(not_grown)} of {n_pairs} (task, layer) pairs, not in "
-                      f"{', '.join(not_grown)} (growth from {min(every):+.0%} to {max(every):+.0%})") +
+                      f"not in every layer: the norm grows by more than 1%{on_every} in {n_pairs - len(not_grown)} of "
+                      f"{n_pairs} (task, layer) pairs, not in {', '.join(not_grown)} (growth from {min(every):+.0%} to "
+                      f"{max(every):+.0%})") +
                      ". Rule: the norm must grow by more than 1%" + (" on every seed" if several else "") +
                      " (a floor, not the paper's \"markedly\"). Norm change per layer, then relative change "
                      "(mean ‖after − before‖ / mean ‖before‖)" + (", mean ± sd over seeds" if several else "") + ": " +
