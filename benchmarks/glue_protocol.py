@@ -283,6 +283,7 @@ def summarize(out: Path) -> dict:
             scores = [100 * r["score"] for r in finals]
             summary.setdefault(method, {})[task] = {
                 "lr": finals[0]["lr"] if finals else None, "grid_held_out": grid, "scores": scores,
+                "seeds": [r["seed"] for r in finals],
                 "mean": statistics.mean(scores) if scores else None,
                 "sd": statistics.stdev(scores) if len(scores) > 1 else None,
                 "trainable": finals[0]["trainable"] if finals else None,
@@ -297,7 +298,42 @@ def summarize(out: Path) -> dict:
         for name, keys in (("mean4", MEAN4), ("mean5", TASKS)):
             means = [tasks.get(t, {}).get("mean") for t in keys]
             tasks[name] = statistics.mean(means) if all(m is not None for m in means) else None
+            tasks[name + "_by_seed"] = by_seed(tasks, keys)
     return summary
+
+
+def by_seed(tasks: dict, keys) -> dict:
+    """{seed: that seed's mean over the tasks ``keys``}, when every one of them has run the same seeds
+    (else {}): what gives a mean over tasks its spread over seeds."""
+    cells = [tasks.get(t) for t in keys]
+    if not all(c and c["scores"] for c in cells) or len({tuple(c["seeds"]) for c in cells}) != 1:
+        return {}
+    return {str(s): statistics.mean(c["scores"][i] for c in cells) for i, s in enumerate(cells[0]["seeds"])}
+
+
+def per_seed(summary: dict, method: str, key: str) -> dict:
+    """{seed: score} of one task, or of a mean over tasks ("mean4", "mean5")."""
+    entry = summary.get(method, {})
+    if key in TASKS:
+        return {str(s): v for s, v in zip(entry.get(key, {}).get("seeds", []), entry.get(key, {}).get("scores", []))}
+    # A mean over tasks whose seeds differ has no per-seed values: it counts as one value.
+    return entry.get(key + "_by_seed") or ({"all": entry[key]} if entry.get(key) is not None else {})
+
+
+def ratio_cell(full: dict, had: dict, control: float = 0.0) -> str:
+    """100 (h - control) / (f - control) on the means, ± its standard deviation over seeds (seed i of
+    full fine-tuning against seed i of the adapter: both draw their head and data order from it) where
+    at least two seeds pair up; "-" unless full fine-tuning gains 2 points over the control."""
+    if not full or not had:
+        return "-"
+    f, h = statistics.mean(full.values()), statistics.mean(had.values())
+    if f - control < 2:
+        return "-"
+    paired = [s for s in full if s in had]
+    cell = fmt(100 * (h - control) / (f - control))
+    if len(paired) > 1 and all(full[s] - control >= 2 for s in paired):
+        cell += " ± " + fmt(statistics.stdev(100 * (had[s] - control) / (full[s] - control) for s in paired))
+    return cell
 
 
 def seeds_asked(runs: dict) -> int:
@@ -327,7 +363,10 @@ def write_tables(out: Path) -> str:
              f"after the last epoch; {EPOCHS} epochs, batch {BATCH}, max length {MAX_LENGTH} for every method "
              f"(the two-stage recipe adds its {HEAD_EPOCHS} head-only epoch at {HEAD_LR:g}). "
              "Scores: mean ± standard deviation over seeds (n = number of seeds); MRPC F1, STS-B Pearson, "
-             "CoLA Matthews, accuracy otherwise; all x100.", "",
+             "CoLA Matthews, accuracy otherwise; all x100. A mean over tasks gets a ± once every one of its tasks "
+             "has the same seeds (the standard deviation of the seeds' own means over tasks); a ratio to full "
+             "fine-tuning is the ratio of the means, ± the standard deviation of the seeds' ratios (seed i against "
+             "seed i).", "",
              "| method | " + " | ".join(TASKS) + " | mean of 4 | mean of 5 | trainable | % | file KB |",
              "|---|" + "---|" * (len(TASKS) + 5)]
     check_control_data(runs)
@@ -350,20 +389,17 @@ def write_tables(out: Path) -> str:
         first = next((c for c in s.values() if isinstance(c, dict) and c.get("trainable")), None)
         # Trainable counts differ by task only through the head (STS-B: 1 output); show SST-2's.
         head = s.get("sst2") if s.get("sst2", {}).get("trainable") else first
-        lines.append(f"| {DESCRIPTIONS[method]} | " + " | ".join(cells) + f" | {fmt(s['mean4'])} | {fmt(s['mean5'])} | "
+        means = [fmt(s[k]) + (f" ± {fmt(statistics.stdev(s[k + '_by_seed'].values()))}"
+                              if len(s[k + "_by_seed"]) > 1 else "") for k in ("mean4", "mean5")]
+        lines.append(f"| {DESCRIPTIONS[method]} | " + " | ".join(cells) + f" | {means[0]} | {means[1]} | "
                      + (f"{head['trainable']:,} | {100 * head['trainable'] / head['total']:.4f} | "
                         f"{head['file_bytes'] / 1e3:.0f} |" if head else "- | - | - |"))
-    full, had = summary.get("full", {}), summary.get("hadamard2", {})
     # The plain ratio, and the same ratio above the control (what each method gained over always answering the
     # majority class): where the control is near full fine-tuning (RTE, MRPC) the plain ratio is near 100% whatever
     # the adapter learned.
-    ratio, gain = [], []
-    for t in TASKS + ["mean4", "mean5"]:
-        f = full.get(t, {}).get("mean") if t in TASKS else full.get(t)
-        h = had.get(t, {}).get("mean") if t in TASKS else had.get(t)
-        ratio.append(fmt(100 * h / f) if f and h is not None else "-")
-        gain.append(fmt(100 * (h - control[t]) / (f - control[t])) if f is not None and h is not None
-                    and f - control[t] >= 2 else "-")
+    keys = TASKS + ["mean4", "mean5"]
+    ratio = [ratio_cell(per_seed(summary, "full", t), per_seed(summary, "hadamard2", t)) for t in keys]
+    gain = [ratio_cell(per_seed(summary, "full", t), per_seed(summary, "hadamard2", t), control[t]) for t in keys]
     lines.append("| **Hadamard (two-stage) as % of full** | " + " | ".join(ratio[:len(TASKS)]) +
                  f" | **{ratio[-2]}** | {ratio[-1]} | | | |")
     lines.append("| Hadamard's gain over the majority class as % of full fine-tuning's (`-`: full gains under 2 points) | "

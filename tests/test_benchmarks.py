@@ -60,6 +60,18 @@ def test_the_control_is_not_read_from_other_data_than_the_runs_trained_on(monkey
     gp.check_control_data({"rte_full_final_seed0": {"task": "rte", "source": SAMPLE_SOURCE}})  # same data: fine
 
 
+def test_means_over_tasks_and_ratios_get_a_spread_only_from_seeds_that_pair_up():
+    def cell(*scores, seeds=None):
+        return {"scores": list(scores), "seeds": seeds or list(range(len(scores)))}
+    full = {"rte": cell(60.0, 62.0), "mrpc": cell(80.0, 90.0)}
+    assert gp.by_seed(full, ["rte", "mrpc"]) == {"0": 70.0, "1": 76.0}
+    assert gp.by_seed({**full, "mrpc": cell(80.0)}, ["rte", "mrpc"]) == {}  # other seeds: no spread
+    assert gp.ratio_cell({"0": 50.0, "1": 100.0}, {"0": 50.0, "1": 50.0}) == "66.7 ± 35.4"  # ratio of means, sd of ratios
+    assert gp.ratio_cell({"all": 80.0}, {"all": 60.0}) == "75.0"
+    assert gp.ratio_cell({"0": 53.0, "1": 60.0}, {"0": 52.0, "1": 58.0}, control=52.0) == "66.7"  # seed 0 gains 1: no sd
+    assert gp.ratio_cell({"0": 53.0, "1": 53.5}, {"0": 52.0, "1": 58.0}, control=52.0) == "-"  # full gains 1.25 < 2
+
+
 def test_readme_result_tables_match_the_results_files():
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "readme_tables.py"), "--check"],
                             capture_output=True, text=True)
