@@ -72,6 +72,22 @@ def test_means_over_tasks_and_ratios_get_a_spread_only_from_seeds_that_pair_up()
     assert gp.ratio_cell({"0": 53.0, "1": 53.5}, {"0": 52.0, "1": 58.0}, control=52.0) == "-"  # full gains 1.25 < 2
 
 
+def test_targets_are_met_missed_or_undecided_from_the_numbers():
+    def method(score, n, trainable=None):
+        tasks = {t: {"scores": [score] * n, "seeds": list(range(n)), "trainable": trainable, "total": 10 ** 6}
+                 for t in gp.MEAN4}
+        for name, keys in (("mean4", gp.MEAN4), ("mean5", gp.MEAN4)):
+            tasks[name], tasks[name + "_by_seed"] = score, gp.by_seed(tasks, keys)
+        return tasks
+    lines = gp.targets({"full": method(80.0, 3), "hadamard2": method(78.0, 3, trainable=400)})
+    assert "97.5% ± 0.0 over 3 seeds: missed by 1.5 points" in lines[0]
+    assert lines[1].endswith("0.0400%: met.") and "not decided yet" in lines[2]
+    lines = gp.targets({"full": method(80.0, 3), "hadamard2": method(79.5, 2, trainable=600), "bitfit": method(70.0, 1),
+                        "layernorm": method(81.0, 1), "ia3": method(60.0, 1)})
+    assert "99.4% ± 0.0 over 2 seeds: not decided yet (met so far; fewer than 3 seeds for mrpc (adapter)" in lines[0]
+    assert lines[1].endswith("missed.") and lines[2].endswith("missed: not above layernorm.")
+
+
 def test_readme_result_tables_match_the_results_files():
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "readme_tables.py"), "--check"],
                             capture_output=True, text=True)
