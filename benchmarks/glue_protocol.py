@@ -320,20 +320,25 @@ def per_seed(summary: dict, method: str, key: str) -> dict:
     return entry.get(key + "_by_seed") or ({"all": entry[key]} if entry.get(key) is not None else {})
 
 
-def ratio_cell(full: dict, had: dict, control: float = 0.0) -> str:
-    """100 (h - control) / (f - control) on the means, ± its standard deviation over seeds (seed i of
-    full fine-tuning against seed i of the adapter: both draw their head and data order from it) where
-    at least two seeds pair up; "-" unless full fine-tuning gains 2 points over the control."""
+def ratio(full: dict, had: dict, control: float = 0.0) -> tuple | None:
+    """(100 (h - control) / (f - control) on the means, its standard deviation over seeds or None), or None
+    unless full fine-tuning gains 2 points over the control. The spread pairs seed i of full fine-tuning
+    with seed i of the adapter (both draw their head and data order from it) and needs two such pairs."""
     if not full or not had:
-        return "-"
+        return None
     f, h = statistics.mean(full.values()), statistics.mean(had.values())
     if f - control < 2:
-        return "-"
+        return None
     paired = [s for s in full if s in had]
-    cell = fmt(100 * (h - control) / (f - control))
-    if len(paired) > 1 and all(full[s] - control >= 2 for s in paired):
-        cell += " ± " + fmt(statistics.stdev(100 * (had[s] - control) / (full[s] - control) for s in paired))
-    return cell
+    sd = (statistics.stdev(100 * (had[s] - control) / (full[s] - control) for s in paired)
+          if len(paired) > 1 and all(full[s] - control >= 2 for s in paired) else None)
+    return 100 * (h - control) / (f - control), sd
+
+
+def ratio_cell(full: dict, had: dict, control: float = 0.0) -> str:
+    """A table cell for `ratio`: "value ± sd", "value" or "-"."""
+    r = ratio(full, had, control)
+    return "-" if r is None else fmt(r[0]) + ("" if r[1] is None else " ± " + fmt(r[1]))
 
 
 def seeds_asked(runs: dict) -> int:
@@ -356,19 +361,18 @@ def targets(summary: dict) -> list:
         lines.append("- **Target: the two-stage adapter at 99% of full fine-tuning on the mean of 4**: not decided yet "
                      "(a task of the four has no final run).")
     else:
-        ratio = 100 * had["mean4"] / full["mean4"]
-        paired = [s for s in full["mean4_by_seed"] if s in had["mean4_by_seed"]]
-        spread = (f" ± {statistics.stdev(100 * had['mean4_by_seed'][s] / full['mean4_by_seed'][s] for s in paired):.1f}"
-                  f" over {len(paired)} seeds" if len(paired) > 1 else "")
-        state = ("met" if ratio >= 99 else f"missed by {99 - ratio:.1f} points") if min(seeds.values()) >= 3 else \
-            f"not decided yet ({'met' if ratio >= 99 else f'{99 - ratio:.1f} points short'} so far; fewer than 3 seeds " \
+        f4, h4 = per_seed(summary, "full", "mean4"), per_seed(summary, "hadamard2", "mean4")
+        value, sd = ratio(f4, h4)
+        spread = "" if sd is None else f" ± {sd:.1f} over {len(f4.keys() & h4.keys())} seeds"
+        state = ("met" if value >= 99 else f"missed by {99 - value:.1f} points") if min(seeds.values()) >= 3 else \
+            f"not decided yet ({'met' if value >= 99 else f'{99 - value:.1f} points short'} so far; fewer than 3 seeds " \
             f"for {', '.join(sorted(k for k, n in seeds.items() if n < 3))})"
-        tried = "" if ratio >= 99 else (
+        tried = "" if value >= 99 else (
             f" Tried: adapter rates {', '.join(f'{lr:g}' for lr in GRIDS['hadamard2'])} chosen per task on held-out "
             f"training data, {EPOCHS} adapter epochs after {HEAD_EPOCHS} head-only epoch, the head training in stage 2 "
             "(the recipe's defaults; the README's two-stage sweep tried the others on small subsets).")
         lines.append(f"- **Target: the two-stage adapter at 99% of full fine-tuning on the mean of 4 (three seeds)**: "
-                     f"{ratio:.1f}%{spread}: {state}.{tried}")
+                     f"{value:.1f}%{spread}: {state}.{tried}")
     counted = [had[t] for t in ["sst2"] + TASKS if had.get(t, {}).get("trainable")]  # SST-2's head, as in the table
     if counted:
         share = 100 * counted[0]["trainable"] / counted[0]["total"]
@@ -437,10 +441,10 @@ def write_tables(out: Path) -> str:
     # majority class): where the control is near full fine-tuning (RTE, MRPC) the plain ratio is near 100% whatever
     # the adapter learned.
     keys = TASKS + ["mean4", "mean5"]
-    ratio = [ratio_cell(per_seed(summary, "full", t), per_seed(summary, "hadamard2", t)) for t in keys]
+    plain = [ratio_cell(per_seed(summary, "full", t), per_seed(summary, "hadamard2", t)) for t in keys]
     gain = [ratio_cell(per_seed(summary, "full", t), per_seed(summary, "hadamard2", t), control[t]) for t in keys]
-    lines.append("| **Hadamard (two-stage) as % of full** | " + " | ".join(ratio[:len(TASKS)]) +
-                 f" | **{ratio[-2]}** | {ratio[-1]} | | | |")
+    lines.append("| **Hadamard (two-stage) as % of full** | " + " | ".join(plain[:len(TASKS)]) +
+                 f" | **{plain[-2]}** | {plain[-1]} | | | |")
     lines.append("| Hadamard's gain over the majority class as % of full fine-tuning's (`-`: full gains under 2 points) | "
                  + " | ".join(gain[:len(TASKS)]) + f" | {gain[-2]} | {gain[-1]} | | | |")
     lines += [""] + targets(summary)
