@@ -11,7 +11,9 @@ the residual add and the post-attention LayerNorm:
 
 Injection wraps the projection ``nn.Linear`` in a small ``HadamardLinear`` that holds the
 original layer as ``.linear`` and the adapter as ``.hadamard``; removal puts the original
-layer back, so nothing about the pre-trained weights is copied or changed.
+layer back, so nothing about the pre-trained weights is copied or changed. The recipe also
+trains the post-attention LayerNorm in place, so injection keeps a copy of its pre-trained
+values and removal puts those back too: after removal the model is the base model again.
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -210,12 +212,18 @@ def add_hadamard_adapter(model: nn.Module, layers=None) -> nn.Module:
             raise TypeError(f"layer {i}: expected an nn.Linear at {spec.projection!r}, found {type(projection).__name__}")
     for i in chosen:
         parent, name = _parent_and_name(all_layers[i], spec.projection)
-        setattr(parent, name, HadamardLinear(getattr(parent, name)))
+        wrapper = HadamardLinear(getattr(parent, name))
+        # A plain dict, not a buffer: it stays out of state_dict, saved files and parameter counts.
+        norm = all_layers[i].get_submodule(spec.layer_norm)
+        wrapper.base_layer_norm = {k: v.detach().clone() for k, v in norm.state_dict().items()}
+        setattr(parent, name, wrapper)
     return model
 
 
 def remove_hadamard_adapter(model: nn.Module) -> nn.Module:
-    """Put the original projections back (unmerging first if the adapters were merged)."""
+    """Put the original projections back (unmerging first if the adapters were merged) and the
+    post-attention LayerNorms of those layers as they were when the adapters went in, so that
+    another task's adapter loads into the base model, not into this task's LayerNorms."""
     spec = architecture_of(model)
     if getattr(model, "_hadamard_merged", None):
         unmerge_adapter(model)
@@ -223,6 +231,11 @@ def remove_hadamard_adapter(model: nn.Module) -> nn.Module:
         parent, name = _parent_and_name(layer, spec.projection)
         module = getattr(parent, name)
         if isinstance(module, HadamardLinear):
+            saved = getattr(module, "base_layer_norm", None)
+            if saved is not None:
+                with torch.no_grad():
+                    for key, value in layer.get_submodule(spec.layer_norm).state_dict(keep_vars=True).items():
+                        value.copy_(saved[key])
             setattr(parent, name, module.linear)
     return model
 
@@ -268,6 +281,7 @@ def unmerge_adapter(model: nn.Module) -> nn.Module:
     for i, wrapped in kept.items():
         parent, name = _parent_and_name(layers[i], spec.projection)
         merged = getattr(parent, name)
-        setattr(parent, name, wrapped.to(merged.weight.device))
+        # .to(model) never reached the kept wrappers (a plain attribute): follow the merged layer.
+        setattr(parent, name, wrapped.to(device=merged.weight.device, dtype=merged.weight.dtype))
     object.__setattr__(model, "_hadamard_merged", None)
     return model

@@ -33,6 +33,11 @@ def atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp (and safetensors, which replaces the file) make it private (0600), and the rename
+        # keeps that: give it the mode a plain open() would, so other users and containers can read it.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

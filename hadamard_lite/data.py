@@ -237,6 +237,11 @@ def batches(data: GlueSplit, tokenizer, batch_size: int = 32, max_length: int = 
     Examples of similar length go together, so padding wastes little compute. With ``shuffle``
     the grouping is random within chunks of 50 batches and the batch order is random, both
     decided by ``seed`` and ``epoch`` alone: the same call always gives the same batches.
+
+    No ``token_type_ids``: a pair is one sequence ``[CLS] a [SEP] b [SEP]`` with segment 0 throughout
+    (the bundled all-MiniLM-L6-v2 was last trained as a sentence encoder, where every token is segment 0).
+    Training, evaluation and ``predict`` all do the same, so scores are consistent, but outputs differ
+    from ``model(**tokenizer(a, b))``, which marks ``b`` as segment 1.
     """
     ids = encode(data, tokenizer, max_length)
     order = list(range(len(ids)))

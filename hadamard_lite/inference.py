@@ -25,7 +25,8 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 def to_device(batch: dict, device) -> dict:
-    """The model's inputs of ``batch`` (``input_ids``, ``attention_mask``, ``token_type_ids``) on ``device``."""
+    """The model's inputs of ``batch`` on ``device``: those of ``input_ids``, ``attention_mask`` and
+    ``token_type_ids`` it has (``data.batches`` gives no ``token_type_ids``; see there why)."""
     keep = ("input_ids", "attention_mask", "token_type_ids")
     return {k: v.to(device) for k, v in batch.items() if k in keep}
 

@@ -95,7 +95,9 @@ def precision_for(device: torch.device, precision: str = "auto") -> str:
     if precision != "auto":
         return precision
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        # Native bf16 from Ampere (compute capability 8) on; is_bf16_supported() also says yes for
+        # older GPUs that only emulate it (slowly), such as Colab's T4, which want fp16 and a scaler.
+        return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp16"
     if device.type == "cpu" and cpu_has_native_bf16():
         return "bf16"
     return "fp32"
@@ -387,10 +389,14 @@ def train_two_stage(model: nn.Module, tokenizer, train_data: GlueSplit, eval_dat
     ``parts`` narrows stage 2 to some of the adapter's W, its b and the LayerNorm
     (``freeze_for_stage``): the ablation of which parts matter.
     """
-    from .adapter import add_hadamard_adapter, adapted_layers
+    from .adapter import add_hadamard_adapter, adapted_layers, encoder_layers, normalize_layers
     from .freezing import freeze_for_stage
 
     base = config or TrainConfig()
+    present = adapted_layers(model)  # checked before stage 1, so a wrong call costs no training
+    if present and layers is not None and normalize_layers(layers, len(encoder_layers(model))) != present:
+        raise ValueError(f"layers={layers} asked for, but the model already has adapters on layers {present}; "
+                         "call remove_hadamard_adapter(model) first, or leave layers out to train those")
     if base.resume_from:
         raise ValueError("train_two_stage resumes from config.checkpoint_dir with resume=True, not from "
                          "config.resume_from (one file cannot hold both stages)")
@@ -415,7 +421,7 @@ def train_two_stage(model: nn.Module, tokenizer, train_data: GlueSplit, eval_dat
     if head_epochs > 0:
         freeze_for_stage(model, "head")
         results["head"] = fit("stage 1 (head only)", stage_config("head", head_epochs, head_lr))
-    if not adapted_layers(model):
+    if not present:
         add_hadamard_adapter(model, layers)
     freeze_for_stage(model, "adapter", train_head=train_head, parts=parts)
     results["adapter"] = fit("stage 2 (adapters)", stage_config("adapter", adapter_epochs, adapter_lr))

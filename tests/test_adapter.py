@@ -137,6 +137,41 @@ def test_remove_restores_original_modules(model_type):
     assert all(before[n] is after[n] for n in before)
 
 
+@pytest.mark.parametrize("model_type", ["bert", "distilbert"])
+def test_remove_gives_back_the_base_model_layer_norms_included(model_type):
+    """Stage 2 trains the post-attention LayerNorms in place: removal must put them back, or a
+    second task's adapter would load on top of the first task's LayerNorms."""
+    model = tiny_model(model_type)
+    batch = tiny_batch()
+    base = output_of(model, batch)
+    hl.add_hadamard_adapter(model)
+    hl.freeze_for_stage(model, "adapter", train_head=False)  # the head is the task's own, not the adapter's
+    _randomize_trained(model)
+    assert not torch.allclose(output_of(model, batch), base)
+    hl.remove_hadamard_adapter(model)
+    assert torch.equal(output_of(model, batch), base)
+
+
+def test_saved_adapter_files_get_the_mode_a_plain_file_would(tmp_path):
+    import os
+    model = tiny_model("bert")
+    hl.add_hadamard_adapter(model)
+    hl.save_adapter(model, tmp_path / "adapter")
+    (tmp_path / "plain.txt").write_text("x")
+    plain = (tmp_path / "plain.txt").stat().st_mode & 0o777
+    assert {os.stat(f).st_mode & 0o777 for f in (tmp_path / "adapter").iterdir()} == {plain}  # not mkstemp's 0600
+
+
+def test_unmerge_follows_a_dtype_change_made_while_merged():
+    model = tiny_model("bert")
+    hl.add_hadamard_adapter(model)
+    hl.merge_adapter(model)
+    model.to(torch.float64)
+    hl.unmerge_adapter(model)
+    assert {p.dtype for p in model.parameters()} == {torch.float64}
+    output_of(model, tiny_batch())  # used to fail: float64 activations into float32 adapters
+
+
 def test_layers_selection_and_negative_indices():
     model = tiny_model("bert")
     hl.add_hadamard_adapter(model, layers=[-1, 0])

@@ -219,3 +219,11 @@ def test_adapter_loaded_into_another_model_of_other_shapes_is_refused_naming_bot
     from transformers import AutoModelForSequenceClassification
     wider = named(AutoModelForSequenceClassification.from_config(config), "org/wide")
     check_load_fails(wider, tmp_path / "a", r"trained on 'org/small' but this model is 'org/wide'.*hidden size 48")
+
+
+def test_two_stage_refuses_layers_other_than_the_adapters_already_in():
+    from hadamard_lite.trainer import train_two_stage
+    model = tiny_model("bert")  # 3 layers
+    hl.add_hadamard_adapter(model, layers=[0])
+    with pytest.raises(ValueError, match=r"already has adapters on layers \[0\]"):
+        train_two_stage(model, None, None, layers=[1, 2])

@@ -25,6 +25,16 @@ def test_auto_on_cpu_follows_native_bf16(monkeypatch):
     assert precision_for(torch.device("mps")) == "fp32"
 
 
+def test_auto_on_cuda_follows_the_compute_capability(monkeypatch):
+    """Ampere and newer get bf16; older cards (Colab's T4 is 7.5) fp16 with a scaler, even though
+    torch.cuda.is_bf16_supported() says yes there (it counts emulation)."""
+    gpu = torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    for capability, expected in [((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")]:
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        assert precision_for(gpu) == expected
+
+
 def test_bf16_training_on_cpu_runs_under_autocast_with_float32_master_weights():
     from test_trainer import small_bert
     import hadamard_lite as hl
