@@ -389,6 +389,21 @@ def targets(summary: dict) -> list:
     return lines
 
 
+def minutes(runs: dict) -> str:
+    """One line: the range of minutes a run took, per method and task (grid and final runs alike),
+    so what the README says about the protocol's cost comes from the run files."""
+    spans = {}
+    for r in runs.values():
+        spans.setdefault(r["method"], {}).setdefault(r["task"], []).append(r["seconds"] / 60)
+    threads = sorted({r.get("threads") for r in runs.values()}, key=str)
+    cells = [f"{m}: " + ", ".join(f"{t} {statistics.median(v):.0f}" + (f" ({min(v):.0f}-{max(v):.0f})" if len(v) > 1 else "")
+                                  for t in TASKS if (v := spans[m].get(t)))
+             for m in METHODS if m in spans]
+    return (f"- **Minutes per run**, median (range) over a method's grid and final runs on a task "
+            f"({'/'.join(map(str, threads))} thread(s) per worker, usually beside a second worker; a pause listed in "
+            "`pauses.md` counts in its run's minutes, hence the odd long one): " + "; ".join(cells) + ".")
+
+
 def write_tables(out: Path) -> str:
     summary = summarize(out)
     runs = load_runs(out)
@@ -447,7 +462,7 @@ def write_tables(out: Path) -> str:
                  f" | **{plain[-2]}** | {plain[-1]} | | | |")
     lines.append("| Hadamard's gain over the majority class as % of full fine-tuning's (`-`: full gains under 2 points) | "
                  + " | ".join(gain[:len(TASKS)]) + f" | {gain[-2]} | {gain[-1]} | | | |")
-    lines += [""] + targets(summary)
+    lines += [""] + targets(summary) + [minutes(runs)]
     lines += ["", "Learning rates chosen on held-out training data (held-out score per rate, x100):", "",
               "| method | " + " | ".join(TASKS) + " |", "|---|" + "---|" * len(TASKS)]
     for method in METHODS:
