@@ -305,3 +305,11 @@ def test_the_study_runs_a_task_that_did_not_learn_last(monkeypatch):
     runs = {"rte_hadamard2_final_seed0": {"score": 0.505}, "mrpc_hadamard2_final_seed0": {"score": 0.8}}
     assert patterns.did_not_learn(runs, "rte") and not patterns.did_not_learn(runs, "mrpc")
     assert not patterns.did_not_learn(runs, "stsb")  # not known yet: keeps its place
+
+
+def test_minutes_per_run_are_medians_and_ranges_of_the_run_files():
+    run = lambda task, method, seconds: {"task": task, "method": method, "seconds": seconds, "threads": 1}
+    runs = {"a": run("rte", "full", 600), "b": run("rte", "full", 720), "c": run("rte", "full", 3600),
+            "d": run("mrpc", "head", 300)}
+    line = gp.minutes(runs)
+    assert "full: rte 12 (10-60)" in line and "head: mrpc 5." in line and "1 thread(s)" in line
