@@ -74,7 +74,8 @@ PAPER = {"hadamard": {"sst2": 92.4, "mrpc": 90.2, "stsb": 88.5, "rte": 71.9, "co
 def jobs(methods, tasks, seeds_all: int) -> list:
     """Every run of the protocol, most informative first: Hadamard (two-stage) and full fine-tuning on
     every task (grid, then seed 0), then their seeds 1 and 2 (the headline and the pattern study need
-    three seeds of both), then the other methods (grid, seed 0), then the others' extra seeds."""
+    three seeds of both), then head only on every task (cheap, and the floor the pattern study's
+    "which parts matter" needs), then the other methods (grid, seed 0), then the others' extra seeds."""
     def block(ms, seed_range):
         out = []
         for task in tasks:
@@ -85,8 +86,10 @@ def jobs(methods, tasks, seeds_all: int) -> list:
                         if s < max(MAIN_SEEDS.get(m, 1), seeds_all)]
         return out
     main = [m for m in methods if m in ("hadamard2", "full")]
-    rest = [m for m in methods if m not in main]
-    return block(main, (0, 1)) + block(main, (1, 3)) + block(rest, (0, 1)) + block(rest, (1, 3))
+    floor = [m for m in methods if m == "head"]
+    rest = [m for m in methods if m not in main + floor]
+    return (block(main, (0, 1)) + block(main, (1, 3)) + block(floor, (0, 1)) + block(rest, (0, 1))
+            + block(floor + rest, (1, 3)))
 
 
 def job_name(job: dict) -> str:

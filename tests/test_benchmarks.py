@@ -23,6 +23,9 @@ def test_every_final_run_comes_after_its_grid_and_main_methods_come_first():
     first_other = next(i for i, j in enumerate(jobs) if j["method"] not in ("full", "hadamard2"))
     assert {j["method"] for j in jobs[:first_other]} == {"full", "hadamard2"}
     assert {j["seed"] for j in jobs[:first_other] if j["kind"] == "final"} == {0, 1, 2}  # the headline first
+    after_floor = next(i for i, j in enumerate(jobs) if j["method"] not in ("full", "hadamard2", "head"))
+    assert {j["method"] for j in jobs[first_other:after_floor]} == {"head"}  # then head only on every task
+    assert {j["task"] for j in jobs[first_other:after_floor]} == set(gp.TASKS)
     seeds = lambda m: sorted(j["seed"] for j in jobs if j["method"] == m and j["task"] == "rte" and j["kind"] == "final")
     assert seeds("full") == seeds("hadamard2") == seeds("hadamard1") == [0, 1, 2]
     assert seeds("bitfit") == [0]
