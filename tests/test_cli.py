@@ -150,7 +150,9 @@ def test_a_collapsed_run_is_reported_not_passed_off(tiny_model_dir, tmp_path, ca
 # The command line, with one change: after writing a checkpoint of the stage named in KILL_STAGE,
 # the process waits, so the test's signal always lands mid-run however busy the machine is.
 PAUSING_CLI = """
-import os, sys, time
+import os, signal, sys, time
+# Ctrl-C as in a terminal, even when this test runs as a background job (which inherits SIGINT ignored).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from hadamard_lite.trainer import Trainer
 save = Trainer.save_checkpoint
 def save_then_wait(self, path):
