@@ -649,7 +649,8 @@ def conclusions(result: dict) -> list:
         if informative:
             good = [t for t, v in informative.items() if v]
             text += ("The held-out ranking beats its control (keeping the bottom 4 layers instead of the top 4, "
-                     f"post-hoc) on {', '.join(good) or 'no task'} of {', '.join(informative)}. ")
+                     f"post-hoc) on {len(good)} of {len(informative)} tasks" + (f" ({', '.join(good)})" if good else "")
+                     + ". ")
         text += "Dev x100: " + "; ".join(
             f"{t}: 6 layers {_p(r['post-hoc all'])}, top 4 retrained {_p(r['retrained top4'])}, top 2 retrained "
             f"{_p(r['retrained top2']) if r.get('retrained top2', {}).get('n') else '-'}; post-hoc top 4 "
