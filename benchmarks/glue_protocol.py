@@ -75,10 +75,12 @@ def jobs(methods, tasks, seeds_all: int) -> list:
     """Every run of the protocol, most informative first: Hadamard (two-stage) and full fine-tuning on
     every task (grid, then seed 0), then their seeds 1 and 2 (the headline and the pattern study need
     three seeds of both), then head only on every task (cheap, and the floor the pattern study's
-    "which parts matter" needs), then the other methods (grid, seed 0), then the others' extra seeds."""
-    def block(ms, seed_range):
+    "which parts matter" needs), then BitFit, LayerNorm only and IA3 on the four headline tasks (the
+    target "above BitFit, LayerNorm only and IA3 on the mean of four" needs nothing else), then the
+    other methods (grid, seed 0), then the others' extra seeds."""
+    def block(ms, seed_range, task_list=tasks):
         out = []
-        for task in tasks:
+        for task in task_list:
             for m in ms:
                 if seed_range == (0, 1):
                     out += [{"task": task, "method": m, "kind": "grid", "lr": lr} for lr in GRIDS[m]]
@@ -87,9 +89,14 @@ def jobs(methods, tasks, seeds_all: int) -> list:
         return out
     main = [m for m in methods if m in ("hadamard2", "full")]
     floor = [m for m in methods if m == "head"]
-    rest = [m for m in methods if m not in main + floor]
-    return (block(main, (0, 1)) + block(main, (1, 3)) + block(floor, (0, 1)) + block(rest, (0, 1))
-            + block(floor + rest, (1, 3)))
+    baselines = [m for m in methods if m in ("bitfit", "layernorm", "ia3")]
+    rest = [m for m in methods if m not in main + floor + baselines]
+    mean4 = [t for t in tasks if t in MEAN4]
+    first = (block(main, (0, 1)) + block(main, (1, 3)) + block(floor, (0, 1)) + block(baselines, (0, 1), mean4))
+    names = {job_name(j) for j in first}
+    later = [j for j in block(baselines + rest, (0, 1)) + block(floor + baselines + rest, (1, 3))
+             if job_name(j) not in names]
+    return first + later
 
 
 def job_name(job: dict) -> str:

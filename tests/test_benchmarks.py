@@ -26,6 +26,11 @@ def test_every_final_run_comes_after_its_grid_and_main_methods_come_first():
     after_floor = next(i for i, j in enumerate(jobs) if j["method"] not in ("full", "hadamard2", "head"))
     assert {j["method"] for j in jobs[first_other:after_floor]} == {"head"}  # then head only on every task
     assert {j["task"] for j in jobs[first_other:after_floor]} == set(gp.TASKS)
+    # then BitFit, LayerNorm only and IA3 on the four headline tasks: the "above them" target needs only these
+    after_baselines = next(i for i, j in enumerate(jobs) if j["method"] not in ("full", "hadamard2", "head", "bitfit",
+                                                                              "layernorm", "ia3"))
+    baselines = jobs[after_floor:after_baselines]
+    assert {(j["task"], j["method"]) for j in baselines} == {(t, m) for t in gp.MEAN4 for m in ("bitfit", "layernorm", "ia3")}
     seeds = lambda m: sorted(j["seed"] for j in jobs if j["method"] == m and j["task"] == "rte" and j["kind"] == "final")
     assert seeds("full") == seeds("hadamard2") == seeds("hadamard1") == [0, 1, 2]
     assert seeds("bitfit") == [0]
@@ -186,6 +191,16 @@ def test_patterns_study_runs_end_to_end_on_a_tiny_model(tmp_path):
     assert "## 2. Which parts matter?" in text and "| rte |" in text
     assert "## Conclusions" in text and "rte" in result["learned"]
     assert any(line.startswith("**Which parts matter**") for line in result["conclusions"])
+    # --render writes conclusions and tables anew from the saved measurements, without measuring again.
+    (out / "results.json").write_text(json.dumps({**result, "conclusions": []}))
+    analysed_md = (out / "results.md").read_text()
+    (out / "results.md").write_text("stale")
+    assert "## Conclusions" in run("benchmarks/patterns.py", "--out", str(out), "--render")
+    rendered = json.loads((out / "results.json").read_text())
+    assert rendered["conclusions"] == result["conclusions"] and rendered["parts"] == result["parts"]
+    md = [line for line in (out / "results.md").read_text().splitlines()
+          if not line.startswith("Conclusions and tables rendered")]
+    assert "--render" in rendered["rendered_by"] and md == analysed_md.splitlines()
     # On a machine without the (git-ignored) fully fine-tuned models, the RQ numbers of the last analysis stay.
     import shutil
     shutil.rmtree(protocol_out / "models")
