@@ -32,6 +32,7 @@ Analyses (no training, --analyse):
   outputs and on the change, fitted on the first half of the dev tokens and scored on the second.
 """
 import argparse
+import collections
 import dataclasses
 import itertools
 import json
@@ -607,7 +608,13 @@ def conclusions(result: dict) -> list:
         else:
             verdict = (f"alike beyond both controls ({rule} clears random vectors and shuffled-label adapters of "
                        "different tasks): a pattern the tasks share")
-        few = "" if same.get("n", 0) >= 3 else f"preliminary ({same.get('n', 0)} same-task pairs of seeds so far): "
+        # Seeds per task of the shuffled-label control: the verdict leans on it as much as on the same-task pairs.
+        shuffled = collections.Counter(_task(name) for name in {x for p in chosen("shuffled labels, other task")
+                                                                 for x in (p["a"], p["b"])})
+        thin = [f"{same.get('n', 0)} same-task pairs of seeds"] if same.get("n", 0) < 3 else []
+        if noise.get("n") and min(shuffled.values()) < 3:
+            thin.append(f"{min(shuffled.values())} shuffled-label seed{'s' if min(shuffled.values()) != 1 else ''} per task")
+        few = f"preliminary ({' and '.join(thin)} so far): " if thin else ""
         text = (f"{topic}: {few}{verdict}. "
                 f"Cosine of all layers joined, mean ± sd over pairs of adapters of {', '.join(ok)}: between tasks "
                 f"{with_ci('other task', other)}; between seeds of one task {with_ci('same task, other seed', same)}; "
@@ -633,7 +640,12 @@ def conclusions(result: dict) -> list:
         elif all("W" in u and beats(r, "W", "b") and beats(r, "W", "LN") for u, r in zip(useful.values(), rows.values())):
             verdict = "refuted: W alone beats head only, b alone and the LayerNorm alone"
         else:
-            verdict = "not confirmed: the parts do not separate this way, by 2 sd, on every task"
+            failing = {t: [name for name, (x, y) in {"b above head only": ("b", "head only (protocol)"),
+                                                      "LayerNorm above head only": ("LN", "head only (protocol)"),
+                                                      "b above W": ("b", "W"), "LayerNorm above W": ("LN", "W")}.items()
+                           if not beats(r, x, y)] for t, r in rows.items()}
+            verdict = ("not confirmed: the parts do not separate this way, by 2 sd (at least 1 point), on every task; "
+                       "not shown on " + "; ".join(f"{t}: {', '.join(f)}" for t, f in failing.items() if f))
         groups = [g for r in rows.values() for g in (r["W"], r["b"], r["LN"])]
         lines.append(f"{topic}, on {', '.join(rows)}: {_few(*groups)}{verdict}. Dev x100, stage 2 training one part "
                      "at the rate the protocol chose for all three: " + "; ".join(
@@ -660,6 +672,10 @@ def conclusions(result: dict) -> list:
             verdict = "removing 2 of 6 layers costs more than the noise on " + ", ".join(t for t, c in cheap.items() if not c)
         text = (f"{topic}, on {', '.join(rows)}: {_few(*groups)}{verdict} (loss " +
                 ", ".join(f"{t} {100 * v:+.1f}" for t, v in loss.items()) + " points). ")
+        unlearned = [t for t, r in rows.items() if r["retrained top4"]["min"] - learn[t]["majority"] <= 2 * MARGIN]
+        if unlearned:
+            text += ("On " + ", ".join(unlearned) + " a retrained top-4 adapter did not beat the majority class by 2 "
+                     "points: that run failed to learn, so part of its loss may be the run, not the pruning. ")
         if informative:
             good = [t for t, v in informative.items() if v]
             text += ("The held-out ranking beats its control (keeping the bottom 4 layers instead of the top 4, "
@@ -673,8 +689,9 @@ def conclusions(result: dict) -> list:
         if len(orders) > 1:
             a = _agreement(orders)
             text += (f" The same layers across tasks? Spearman of the rankings {fmt(a['spearman'], 1, 2)}; the top-4 sets "
-                     f"share {a['top4_overlap']['mean']:.1f} layers, against {a['top4_overlap_by_chance']:.2f} for two "
-                     "random 4-of-6 sets (which always share at least 2).")
+                     f"share {a['top4_overlap']['mean']:.2f} layers, against {a['top4_overlap_by_chance']:.2f} for two "
+                     "random 4-of-6 sets (which always share at least 2)" +
+                     (": no more than chance." if a["top4_overlap"]["mean"] - a["top4_overlap_by_chance"] < 0.5 else "."))
         lines.append(text)
 
     topic = "**Shared adapters** (paper: patterns shared across tasks point to adapters shared between tasks)"

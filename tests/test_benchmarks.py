@@ -260,6 +260,8 @@ def test_pattern_verdicts_follow_the_numbers_and_their_controls():
         return next(x for x in patterns.conclusions(result) if x.startswith(f"**{topic}"))
     shared = line(_study(0.5, 0.1, _parts(0.7, 0.8, 0.8)), "Shared patterns (W - 1)")
     assert "alike beyond both controls" in shared and "between tasks 0.5" in shared and "0.99" not in shared
+    # two seeds of each task, for the same-task pairs and for the shuffled-label control alike: not final yet
+    assert "preliminary (2 same-task pairs of seeds and 2 shuffled-label seeds per task so far)" in shared
     low, high = map(float, shared.split("Cosine of all layers joined")[1].split("between tasks")[1].split("95% interval over seeds ")[1].split(";")[0].split(" to "))
     assert low <= 0.505 <= high  # the interval holds the mean of the two pairs (0.50, 0.51)
     one_seed_each = [{"a": "sst2_seed0", "b": "stsb_seed0", "cos": 0.5}, {"a": "sst2_seed0", "b": "cola_seed0", "cos": 0.6}]
@@ -271,6 +273,9 @@ def test_pattern_verdicts_follow_the_numbers_and_their_controls():
     assert "refuted:" in line(_study(0.5, 0.1, _parts(0.8, 0.7, 0.7)), "Which parts matter")
     # the same means with seeds that disagree by far more than the differences: no verdict either way
     assert "not confirmed:" in line(_study(0.5, 0.1, _parts(0.7, 0.8, 0.8, sd=0.2)), "Which parts matter")
+    # ... and the line names what is not shown where: here b beats head only but not W (by half a point)
+    assert "not confirmed: the parts do not separate this way, by 2 sd (at least 1 point), on every task; not shown " \
+           "on sst2: b above W; stsb: b above W." in line(_study(0.5, 0.1, _parts(0.7, 0.705, 0.8)), "Which parts matter")
     assert "not measured yet" in line(_study(0.5, 0.1, _parts(0.7, 0.8, 0.8)), "RQ2")
 
 
@@ -286,6 +291,10 @@ def test_pruning_and_rq_verdicts_name_the_right_tasks_and_maps():
     pruning = line(result, "Redundant layers")
     assert "costs more than the noise on stsb (" in pruning and "rte" not in pruning.split("Dev x100")[0]
     assert "beats its control" in pruning and "on 2 of 2 tasks (sst2, stsb)" in pruning
+    assert "share 4.00 layers, against 2.67" in pruning and "no more than chance" not in pruning
+    assert "failed to learn" not in pruning
+    result["pruning"]["stsb"] = row(0.80, 0.505)  # a retrained run at the majority class (0.5): flagged
+    assert "On stsb a retrained top-4 adapter did not beat the majority class" in line(result, "Redundant layers")
     del result["pruning"]["stsb"]["retrained top4"]  # a task not retrained yet is not counted either way
     assert "no loss detected" in line(result, "Redundant layers")
 
