@@ -63,8 +63,12 @@ SEEDED = ["rte", "mrpc", "stsb"]  # three seeds at least (the issue); CoLA and S
 PARTS = {"W": ("weight",), "b": ("bias",), "LN": ("layernorm",), "Wb": ("weight", "bias")}
 KEEP = (4, 2)  # of 6 layers: MiniLM's counterpart of the paper's 8 of 12, and a harder cut
 SHARED = ("none", "half", "all")  # layers shared: none, the lower half, all of them
+SHARED_WHAT = {"half": "the lower half of the layers", "all": "every layer"}  # how a verdict names a variant
 SHARED_LR, SHARED_SST2_LIMIT = 1e-2, 5000
 MARGIN = 0.01  # the smallest difference a verdict counts (1 point, or 0.01 of a cosine), whatever the seeds say
+# Two random 4-of-6 layer sets share 2.67 layers on average; top-4 sets sharing less than half a layer more
+# than that are "no more than chance" (one task pair in two agreeing on one more layer is not a pattern).
+CHANCE_OVERLAP = 0.5
 COMPONENTS = {"w": "W - 1", "b": "b", "ln_weight": "LayerNorm gamma change", "ln_bias": "LayerNorm beta change"}
 
 
@@ -612,8 +616,9 @@ def conclusions(result: dict) -> list:
         shuffled = collections.Counter(_task(name) for name in {x for p in chosen("shuffled labels, other task")
                                                                  for x in (p["a"], p["b"])})
         thin = [f"{same.get('n', 0)} same-task pairs of seeds"] if same.get("n", 0) < 3 else []
-        if noise.get("n") and min(shuffled.values()) < 3:
-            thin.append(f"{min(shuffled.values())} shuffled-label seed{'s' if min(shuffled.values()) != 1 else ''} per task")
+        fewest = min(shuffled.values(), default=0)
+        if noise.get("n") and fewest < 3:
+            thin.append(f"{fewest} shuffled-label seed{'s' if fewest != 1 else ''} per task")
         few = f"preliminary ({' and '.join(thin)} so far): " if thin else ""
         text = (f"{topic}: {few}{verdict}. "
                 f"Cosine of all layers joined, mean ± sd over pairs of adapters of {', '.join(ok)}: between tasks "
@@ -691,7 +696,8 @@ def conclusions(result: dict) -> list:
             text += (f" The same layers across tasks? Spearman of the rankings {fmt(a['spearman'], 1, 2)}; the top-4 sets "
                      f"share {a['top4_overlap']['mean']:.2f} layers, against {a['top4_overlap_by_chance']:.2f} for two "
                      "random 4-of-6 sets (which always share at least 2)" +
-                     (": no more than chance." if a["top4_overlap"]["mean"] - a["top4_overlap_by_chance"] < 0.5 else "."))
+                     (": no more than chance." if a["top4_overlap"]["mean"] - a["top4_overlap_by_chance"] < CHANCE_OVERLAP
+                      else "."))
         lines.append(text)
 
     topic = "**Shared adapters** (paper: patterns shared across tasks point to adapters shared between tasks)"
@@ -709,7 +715,7 @@ def conclusions(result: dict) -> list:
                 continue
             diffs = {t: scores[t]["mean"] - none[t]["mean"] for t in fit}
             worse = [t for t in fit if -diffs[t] > _gap(scores[t], none[t])]
-            parts.append(f"{_few(*[scores[t] for t in fit], *[none[t] for t in fit])}sharing {v} layers "
+            parts.append(f"{_few(*[scores[t] for t in fit], *[none[t] for t in fit])}sharing {SHARED_WHAT[v]} "
                          f"({sh[v]['adapter_params_all_tasks']:,} adapter parameters for five tasks, against "
                          f"{sh['none']['adapter_params_all_tasks']:,}) changes the dev score by "
                          + ", ".join(f"{t} {100 * d:+.1f}" for t, d in diffs.items()) + " points: "

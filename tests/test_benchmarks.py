@@ -321,6 +321,26 @@ def test_pruning_and_rq_verdicts_name_the_right_tasks_and_maps():
     assert "no fully fine-tuned model that learned yet" in line(result, "RQ1")
 
 
+def test_shared_adapter_verdict_names_the_variant_and_the_tasks_that_lost():
+    def line(result):
+        return next(x for x in patterns.conclusions(result) if x.startswith("**Shared adapters"))
+    result = _study(0.5, 0.1, _parts(0.7, 0.8, 0.8))
+    variant = lambda sst2, stsb, params: {"adapter_params_all_tasks": params, "scores": {
+        "sst2": _spread(sst2, sst2 + 0.004, sst2 - 0.004), "stsb": _spread(stsb, stsb + 0.004, stsb - 0.004),
+        "rte": _spread(0.4, 0.41, 0.42)}}  # RTE did not learn: never named
+    result["shared"] = {"none": variant(0.80, 0.80, 300), "half": variant(0.80, 0.75, 200), "all": variant(0.795, 0.795, 100)}
+    text = line(result)
+    assert text.startswith("**Shared adapters** (paper: patterns shared across tasks point to adapters shared between "
+                           "tasks), on sst2, stsb: ") and "rte" not in text and "preliminary" not in text
+    assert "sharing the lower half of the layers (200 adapter parameters for five tasks, against 300) changes the dev " \
+           "score by sst2 +0.0, stsb -5.0 points: worse beyond the noise on stsb;" in text
+    assert "sharing every layer (100 adapter parameters" in text and "sst2 -0.5, stsb -0.5 points: no loss beyond the noise" in text
+    result["shared"]["none"]["scores"]["stsb"] = _spread(0.5)  # no better than its majority class: left out
+    assert ", on sst2: preliminary (1 seed" not in line(result) and ", on sst2: sharing" in line(result)
+    result["shared"] = {}
+    assert "not measured yet" in line(result)
+
+
 def test_a_verdict_on_one_seed_says_it_is_preliminary():
     one = {k: ({**v, "sd": 0.0, "n": 1} if isinstance(v, dict) else v) for k, v in _parts(0.7, 0.8, 0.8).items()}
     text = next(x for x in patterns.conclusions(_study(0.5, 0.1, one)) if x.startswith("**Which parts matter"))
