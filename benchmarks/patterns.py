@@ -373,11 +373,23 @@ def _previous_rq(out: str, settings: dict) -> dict:
     return kept
 
 
+def _stamp(folder: Path) -> str:
+    """What an RQ entry was measured from: the model file (size, time written), the code that measures it
+    (``analysis.py``, ``rq`` and ``dev_score``) and torch's version. A later ``--analyse`` reuses the entry
+    while the stamp is the same (measuring 15 models takes most of its minutes); any change measures again."""
+    import hashlib
+    import inspect
+    weights = next(folder.glob("model.safetensors"), None) or next(folder.glob("*.bin"))
+    code = Path(analysis.__file__).read_text() + inspect.getsource(rq) + inspect.getsource(dev_score) + torch.__version__
+    code = hashlib.sha256(code.encode()).hexdigest()[:16]
+    return f"{weights.stat().st_size}-{weights.stat().st_mtime_ns}-{code}"
+
+
 def rq(args, tokenizer) -> dict:
     """RQ1 and RQ2 on the protocol's fully fine-tuned models: per task, one entry per seed. The models are
     git-ignored and live only on the machine that trained them: a seed whose model is not on disk keeps
     the numbers of the previous analysis (marked ``reused``) if it used the same settings, so an analysis
-    elsewhere loses nothing."""
+    elsewhere loses nothing. A model on disk is measured again only if it or the code changed (``_stamp``)."""
     from transformers import AutoModelForSequenceClassification
     out = {}
     protocol_runs = protocol.load_runs(Path(args.protocol))
@@ -389,23 +401,28 @@ def rq(args, tokenizer) -> dict:
             found = re.fullmatch(rf"{task}_full_final_seed(\d+)", folder.name)  # not a ".partial" save in progress
             if found and (folder / "config.json").exists():
                 folders[int(found.group(1))] = folder
-        reused = [{**m, "reused": True} for m in previous.get(task, {}).get("models", []) if m["seed"] not in folders]
+        old = {m["seed"]: m for m in previous.get(task, {}).get("models", [])}
+        reused = [{**m, "reused": True} for seed, m in old.items() if seed not in folders]
+        # A model on disk whose file and measuring code are those of the last analysis: its numbers stand.
+        unchanged = [old[seed] for seed, folder in folders.items() if old.get(seed, {}).get("stamp") == _stamp(folder)]
+        folders = {seed: folder for seed, folder in folders.items() if seed not in {m["seed"] for m in unchanged}}
+        majority, models = protocol.majority_baseline(task), list(unchanged)
         if not folders:
-            if reused:
-                out[task] = {**previous[task], "models": reused, "settings": settings}
+            if reused or unchanged:
+                out[task] = {**previous[task], "models": sorted(models + reused, key=lambda m: m["seed"]),
+                             "settings": settings}
             continue
         dev = load_glue(task, "dev", limit=args.limit or None, seed=0)
         make = lambda: batches(dev, tokenizer, 32, max_length=protocol.MAX_LENGTH)
         pre = hl.load_model(num_labels=dev.task.num_labels).eval()
         # The pre-trained attention outputs do not depend on the head: captured once for every seed.
         before = analysis.capture_attention_outputs(pre, make(), max_tokens=args.rq_tokens)
-        majority, models = protocol.majority_baseline(task), []
         for seed, folder in sorted(folders.items()):
             tuned = AutoModelForSequenceClassification.from_pretrained(folder, torch_dtype=torch.float32).eval()
             after = analysis.capture_attention_outputs(tuned, make(), max_tokens=args.rq_tokens)
             measured = dev_score(tuned, task, dev, tokenizer)  # on the dev set the maps are fitted on
             models.append({"seed": seed, "dev_score_of_model": protocol_runs.get(folder.name, {}).get("score"),
-                           "dev_score": measured,
+                           "dev_score": measured, "stamp": _stamp(folder),
                            # a model that did not beat the majority class by 2 points says little about fine-tuning
                            "learned": measured - majority > 2 * MARGIN,
                            "layers": [analysis.fit_attention_maps(b, a) for b, a in zip(before, after)]})

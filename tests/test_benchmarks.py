@@ -201,6 +201,19 @@ def test_patterns_study_runs_end_to_end_on_a_tiny_model(tmp_path):
     md = [line for line in (out / "results.md").read_text().splitlines()
           if not line.startswith("Conclusions and tables rendered")]
     assert "--render" in rendered["rendered_by"] and md == analysed_md.splitlines()
+    # A model on disk is measured again only if its file changed: mark the stored numbers to tell which were.
+    import os
+    marked = json.loads((out / "results.json").read_text())
+    for m in marked["rq"]["rte"]["models"]:
+        m["dev_score"] = 12.0
+    (out / "results.json").write_text(json.dumps(marked))
+    weights = protocol_out / "models" / "rte_full_final_seed2" / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # as if trained again
+    run("benchmarks/patterns.py", "--protocol", str(protocol_out), "--out", str(out), "--analyse", *small)
+    again = json.loads((out / "results.json").read_text())["rq"]["rte"]["models"]
+    assert [(m["seed"], m["dev_score"] == 12.0, "reused" in m) for m in again] == [(0, True, False), (1, True, False),
+                                                                                 (2, False, False)]
+    assert again[2]["layers"] == models[2]["layers"]  # the same model file measured again: the same numbers
     # On a machine without the (git-ignored) fully fine-tuned models, the RQ numbers of the last analysis stay.
     import shutil
     shutil.rmtree(protocol_out / "models")
