@@ -109,7 +109,7 @@ def train(args) -> int:
     from hadamard_lite.adapter_files import atomic_write
     from hadamard_lite.data import SAMPLE_SOURCE, load_glue
     from hadamard_lite.glue_tasks import get_task
-    from hadamard_lite.models import load_config
+    from hadamard_lite.models import base_model_id, load_config, model_path
     from hadamard_lite.trainer import TrainConfig, pick_device, precision_for, train_two_stage
 
     _check_numbers(args)
@@ -154,7 +154,7 @@ def train(args) -> int:
     metric = train_data.task.metric
     hl.save_adapter(model, out)
     summary = {"task": train_data.task.name, "metric": metric, "score": result["best_metric"],
-               "model": args.model or hl.DEFAULT_MODEL, "source": train_data.source, "data_dir": args.data_dir,
+               "model": base_model_id(model_path(args.model)), "source": train_data.source, "data_dir": args.data_dir,
                "source_option": args.source, "train_examples": len(train_data), "dev_examples": len(dev_data),
                "eval_limit": args.eval_limit, "seed": args.seed, "max_length": args.max_length,
                "trainable_params": trainable, "base_params": base_total, "seconds": seconds,
@@ -197,19 +197,24 @@ def evaluate(args) -> int:
     from hadamard_lite.data import load_glue
     from hadamard_lite.trainer import TrainConfig, Trainer, pick_device
 
-    pick_device(args.device)
+    device = pick_device(args.device)
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         raise CommandLineError(f"--data-dir {args.data_dir} is not a folder; give the glue_data/ folder")
     directory = Path(args.adapter)
     summary = _read_summary(directory)
     read_adapter_config(directory)  # a damaged adapter is reported before anything loads
+    # Scored in the precision of training on the same kind of device (else an fp32 run on a bf16 machine would
+    # be checked in bf16 and differ); on another kind of device, that device's own default.
+    same_kind = device.type == str(summary.get("device", "")).split(":")[0]
+    precision = summary.get("precision", "auto") if same_kind else "auto"
     dev_data = load_glue(summary["task"], "dev", args.data_dir or summary["data_dir"], summary["source_option"],
                          limit=summary["eval_limit"] or None, seed=summary["seed"])
     model = hl.load_model(summary["model"], num_labels=dev_data.task.num_labels)
     hl.load_adapter(model, directory)
     hl.freeze_for_stage(model, "adapter", train_head=True)
     trainer = Trainer(model, hl.load_tokenizer(summary["model"]), dev_data, dev_data,
-                      TrainConfig(max_length=summary["max_length"], device=args.device, progress=False))
+                      TrainConfig(max_length=summary["max_length"], device=args.device, progress=False,
+                                  precision=precision))
     metrics = trainer.evaluate()
     score = next(iter(metrics.values()))
     same = abs(score - summary["score"]) < 1e-3

@@ -124,6 +124,10 @@ def read_adapter_config(directory) -> dict:
     missing = {"model_type", "hidden_size", "layers_to_transform", "groups"} - set(config)
     if missing:
         raise ValueError(f"{path} lacks {sorted(missing)}; it was not written by save_adapter")
+    layers = config["layers_to_transform"]
+    if not isinstance(layers, list) or not layers or not all(type(i) is int and i >= 0 for i in layers):
+        raise ValueError(f"{path} has layers_to_transform {layers!r}, not a list of layer numbers; "
+                         "it was edited or not written by save_adapter: save the adapter again")
     return config
 
 
@@ -158,7 +162,14 @@ def load_adapter(model: nn.Module, directory) -> nn.Module:
     if theirs != ours:
         raise ValueError(f"adapter in {directory} does not fit: {other_model}it is for model type {theirs[0]!r} with "
                          f"hidden size {theirs[1]}, but this model is {ours[0]!r} with hidden size {ours[1]}")
-    architecture_of(model)
+    # Tensor names start with the base model's prefix ("bert.") only in a model with a task head, so an
+    # adapter saved with a head does not load into a bare encoder, nor the other way round: say so plainly.
+    saved_head, has_head = "head" in config["groups"], bool(head_parameters(model))
+    if saved_head != has_head:
+        fix = (f"load it into a model with a task head: load_model(num_labels={config.get('num_labels')})" if saved_head
+               else "load it into the bare encoder it was saved from (transformers.AutoModel)")
+        raise ValueError(f"adapter in {directory} was saved {'with' if saved_head else 'without'} a task head, but "
+                         f"this model has {'none' if saved_head else 'one'}; {fix}")
     num_layers = len(encoder_layers(model))
     present = adapted_layers(model)
     if present and present != layers:

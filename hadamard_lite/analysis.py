@@ -219,7 +219,9 @@ def prune_layers(model: nn.Module, pretrained: nn.Module, keep) -> nn.Module:
 def share_adapters(models: dict, layers) -> dict:
     """Make the task models use one adapter and one post-attention LayerNorm for each layer in
     ``layers`` (the first task's), so training any task trains the shared ones; the other layers
-    stay task-specific. All models must have adapters on those layers."""
+    stay task-specific. All models must have adapters on those layers. The shared modules are one
+    object: ``remove_hadamard_adapter`` on one of the models resets the LayerNorm the others use too,
+    so save each task (``save_adapter``) before removing anything."""
     from .adapter import _parent_and_name
 
     first = next(iter(models.values()))

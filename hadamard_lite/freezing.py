@@ -33,6 +33,7 @@ def freeze_for_stage(model: nn.Module, stage: str, train_head: bool = False, par
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; use one of {STAGES}")
+    parts = (parts,) if isinstance(parts, str) else parts  # "bias" means ("bias",), not its letters
     unknown = sorted(set(parts) - set(PARTS))
     if unknown or not parts:
         raise ValueError(f"parts must be a non-empty subset of {PARTS}, got {tuple(parts)}")
@@ -40,6 +41,9 @@ def freeze_for_stage(model: nn.Module, stage: str, train_head: bool = False, par
     if stage == "head" and not head:
         raise ValueError("stage 'head' needs a model with a task head, e.g. AutoModelForSequenceClassification")
     if stage == "adapter" and not adapted_layers(model):
+        if getattr(model, "_hadamard_merged", None):
+            raise ValueError("stage 'adapter' needs adapters, and this model's are merged into its weights: "
+                             "call unmerge_adapter(model) first")
         raise ValueError("stage 'adapter' needs adapters: call add_hadamard_adapter(model) first")
     model.requires_grad_(False)
     if stage == "head" or train_head:

@@ -56,11 +56,15 @@ def _per_example(fn, model: nn.Module, tokenizer, data, batch_size: int, max_len
     """``fn(model, inputs) -> (batch, ...)`` over every example, in the data's order, on the CPU."""
     data = data if isinstance(data, GlueSplit) else as_split(data)
     device = model_device(model)
+    was_training = model.training
     model.eval()
     rows, order = [], []
-    for batch in batches(data, tokenizer, batch_size, max_length):
-        rows.append(fn(model, to_device(batch, device)).float().cpu())
-        order.append(batch["index"])
+    try:
+        for batch in batches(data, tokenizer, batch_size, max_length):
+            rows.append(fn(model, to_device(batch, device)).float().cpu())
+            order.append(batch["index"])
+    finally:
+        model.train(was_training)  # a caller's training loop goes on with dropout as it was
     if not rows:
         raise ValueError("no examples to run the model on: the data is empty")
     out = torch.empty((len(data), *rows[0].shape[1:]))

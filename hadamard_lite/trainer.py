@@ -147,6 +147,7 @@ class Trainer:
         if self.world > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         self.precision = precision_for(self.device, self.config.precision)
+        self._check_inputs(model)
         self.model = model.to(self.device)
         self.trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
         if not self.trainable:
@@ -172,6 +173,23 @@ class Trainer:
             self.load_checkpoint(self.config.resume_from)
 
     # ------------------------------------------------------------------ helpers
+    def _check_inputs(self, model: nn.Module) -> None:
+        """One-line errors for settings and data that would otherwise fail deep inside torch."""
+        cfg = self.config
+        for name in ("batch_size", "eval_batch_size", "grad_accum", "max_length"):
+            if getattr(cfg, name) < 1:
+                raise ValueError(f"TrainConfig.{name} is {getattr(cfg, name)}; it must be at least 1")
+        if cfg.epochs < 0:
+            raise ValueError(f"TrainConfig.epochs is {cfg.epochs}; give 0 or more")
+        for label, data in (("training", self.train_data), ("evaluation", self.eval_data)):
+            if data is not None and len(data) == 0:
+                raise ValueError(f"the {label} data is empty: load a split with examples (check --limit or the data folder)")
+        heads = getattr(getattr(model, "config", None), "num_labels", None)
+        task = self.train_data.task
+        if heads is not None and heads != task.num_labels:
+            raise ValueError(f"the model has {heads} output(s) but {task.name} needs {task.num_labels}: load it with "
+                             f"load_model(num_labels={task.num_labels})")
+
     def _autocast(self):
         if self.precision == "fp32":
             return nullcontext()
@@ -209,7 +227,9 @@ class Trainer:
         return (values.squeeze(-1) if data.task.is_regression else values.argmax(-1)).tolist()
 
     def evaluate(self, data: GlueSplit | None = None) -> dict:
-        data = data or self.eval_data
+        data = data if data is not None else self.eval_data
+        if data is None:
+            raise ValueError("nothing to evaluate: pass a dev split to evaluate(), or eval_data to Trainer")
         return glue_metrics(data.task.name, self.predict(data), data.labels)
 
     # ------------------------------------------------------------------ training
@@ -241,6 +261,7 @@ class Trainer:
             with torch.no_grad():
                 for n, value in self.best_state.items():
                     self.trainable[n].copy_(value)
+        self.model.eval()  # ends ready to predict, dropout off, whether or not it evaluated along the way
         collapsed = self._collapse_message()
         if collapsed:
             warnings.warn(collapsed, stacklevel=2)
@@ -328,6 +349,7 @@ class Trainer:
             "history": self.history, "step_losses": self.step_losses, "best_metric": self.best_metric,
             "best_state": self.best_state, "best_epoch": self.best_epoch, "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "mps_rng": torch.mps.get_rng_state() if self.device.type == "mps" else None,  # dropout on Apple GPUs
             "config": asdict(self.config), "world": self.world,
             "data": [self.train_data.task.name, len(self.train_data)],
         }, tmp))
@@ -369,6 +391,8 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if state.get("mps_rng") is not None and self.device.type == "mps":
+            torch.mps.set_rng_state(state["mps_rng"])
 
 
 def train_two_stage(model: nn.Module, tokenizer, train_data: GlueSplit, eval_data: GlueSplit | None = None,
@@ -388,6 +412,13 @@ def train_two_stage(model: nn.Module, tokenizer, train_data: GlueSplit, eval_dat
     from its last checkpoint instead of trained again, and stage 2 continues after its last epoch.
     ``parts`` narrows stage 2 to some of the adapter's W, its b and the LayerNorm
     (``freeze_for_stage``): the ablation of which parts matter.
+
+    ``config.seed`` fixes dropout and the batch order; the new head's first weights come from
+    ``load_model``, so call ``torch.manual_seed(seed)`` before it for a run that repeats exactly (the
+    command line does). ``config.keep_best`` (the default) ends with the epoch that scored best on
+    ``eval_data``, and ``best_metric`` is that score: chosen on the set it is measured on, so a little
+    optimistic. For a number to publish, choose on held-out training data and report the last epoch
+    (``keep_best=False``), as ``benchmarks/glue_protocol.py`` does.
     """
     from .adapter import add_hadamard_adapter, adapted_layers, encoder_layers, normalize_layers
     from .freezing import freeze_for_stage

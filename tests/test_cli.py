@@ -135,6 +135,18 @@ def test_result_line_names_the_built_in_sample_and_evaluate_reproduces(tiny_mode
     assert "(reproduced)" in capsys.readouterr().out
 
 
+def test_a_model_chosen_by_the_environment_is_recorded_and_evaluated(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HADAMARD_LITE_MODEL", str(tiny_model_dir))
+    arguments = tiny_run(tiny_model_dir, tmp_path / "run")
+    del arguments[1:3]  # no --model: the variable chooses it
+    main(arguments)
+    summary = json.loads((tmp_path / "run" / "run_summary.json").read_text())
+    assert summary["model"] == str(tiny_model_dir) and summary["precision"] == "fp32"
+    monkeypatch.delenv("HADAMARD_LITE_MODEL")  # evaluate reads the model from the summary, not the variable
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "run")]) == 0 and "(reproduced)" in capsys.readouterr().out
+
+
 def test_a_collapsed_run_is_reported_not_passed_off(tiny_model_dir, tmp_path, capsys, monkeypatch):
     from hadamard_lite.trainer import Trainer
     monkeypatch.setattr(Trainer, "predict", lambda self, data: [1] * len(data))  # a constant guess

@@ -57,6 +57,22 @@ def test_unknown_stage_and_stage_without_adapters():
         hl.freeze_for_stage(model, "adapter")
     with pytest.raises(ValueError, match="task head"):
         hl.freeze_for_stage(tiny_model("bert", head=False), "head")
+    hl.add_hadamard_adapter(model)
+    hl.freeze_for_stage(model, "adapter", parts="bias")  # one part given as a string, not split into letters
+    assert [n for n, p in model.named_parameters() if p.requires_grad and "hadamard" in n] and all(
+        n.endswith("bias") for n, p in model.named_parameters() if p.requires_grad and "hadamard" in n)
+    hl.merge_adapter(model)
+    with pytest.raises(ValueError, match="merged into its weights: call unmerge_adapter"):
+        hl.freeze_for_stage(model, "adapter")
+
+
+def test_a_model_folder_given_with_a_tilde_is_found(monkeypatch, tmp_path):
+    from hadamard_lite.models import model_path
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert model_path("~/bert") == str(tmp_path / "bert")
+    monkeypatch.setenv("HADAMARD_LITE_MODEL", "~/local-minilm")
+    assert model_path(None) == str(tmp_path / "local-minilm")
+    assert model_path("bert-base-uncased") == "bert-base-uncased"  # a hub id stays as it is
 
 
 def test_merge_and_unmerge_misuse():
@@ -123,6 +139,15 @@ def test_load_head_of_other_shape_rolls_back_injection(tmp_path):
     assert hl.adapted_layers(other) == []
 
 
+def test_adapter_saved_with_a_head_into_a_bare_encoder_and_back_says_which(saved, tmp_path):
+    check_load_fails(tiny_model("bert", head=False), saved, r"saved with a task head, but this model has none; "
+                     r"load it into a model with a task head: load_model\(num_labels=3\)")
+    bare = tiny_model("bert", head=False)
+    hl.add_hadamard_adapter(bare, layers=[0])
+    hl.save_adapter(bare, tmp_path / "bare")
+    check_load_fails(tiny_model("bert"), tmp_path / "bare", "saved without a task head, but this model has one")
+
+
 def test_missing_and_corrupt_files(saved, tmp_path):
     model = tiny_model("bert")
     check_load_fails(model, tmp_path / "nowhere", "no adapter config", FileNotFoundError)
@@ -134,6 +159,13 @@ def test_missing_and_corrupt_files(saved, tmp_path):
     check_load_fails(model, saved, "not valid JSON")
     (saved / "adapter_config.json").write_text(json.dumps({"model_type": "bert"}))
     check_load_fails(model, saved, "lacks")
+
+
+def test_a_config_edited_to_no_layers_is_refused(saved):
+    config = json.loads((saved / "adapter_config.json").read_text())
+    for layers in (None, [], ["0"], [-1]):
+        (saved / "adapter_config.json").write_text(json.dumps({**config, "layers_to_transform": layers}))
+        check_load_fails(tiny_model("bert"), saved, "not a list of layer numbers")
 
 
 def test_save_without_adapters_is_refused(tmp_path):

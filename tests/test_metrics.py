@@ -36,3 +36,11 @@ def test_task_metrics_main_metric_first():
     assert list(glue_metrics("mrpc", [1, 0], [1, 0])) == ["f1", "accuracy"]
     assert list(glue_metrics("stsb", [1.0, 2.0, 3.0], [1.0, 2.5, 2.9])) == ["pearson", "spearman"]
     assert list(glue_metrics("rte", [1, 0], [1, 0])) == ["accuracy"]
+
+
+def test_predictions_and_labels_of_other_lengths_are_refused():
+    # numpy would broadcast one prediction over four labels and score it (F1 1.5 before this check)
+    with pytest.raises(ValueError, match="1 predictions for 4 labels; pass one prediction per labelled example"):
+        glue_metrics("mrpc", [1], [1, 0, 1, 1])
+    with pytest.raises(ValueError, match="0 predictions for 0 labels"):
+        glue_metrics("sst2", [], [])

@@ -125,6 +125,35 @@ def test_refuses_half_precision_master_weights_and_nothing_to_train():
         Trainer(small_bert().requires_grad_(False), hl.load_tokenizer(), train)
 
 
+def test_bad_settings_and_data_get_one_line_errors_before_training():
+    model = adapted_bert()
+    train = load_glue("sst2", "train", source="sample", limit=32)
+    tokenizer = hl.load_tokenizer()
+    with pytest.raises(ValueError, match="TrainConfig.batch_size is 0; it must be at least 1"):
+        Trainer(model, tokenizer, train, None, TrainConfig(batch_size=0))
+    with pytest.raises(ValueError, match="TrainConfig.grad_accum is 0"):
+        Trainer(model, tokenizer, train, None, TrainConfig(grad_accum=0))
+    with pytest.raises(ValueError, match="training data is empty"):
+        Trainer(model, tokenizer, load_glue("sst2", "train", source="sample", limit=32).subset([]), None)
+    regression = load_glue("stsb", "train", source="sample", limit=8)
+    with pytest.raises(ValueError, match=r"the model has 2 output\(s\) but stsb needs 1: load it with load_model\(num_labels=1\)"):
+        Trainer(model, tokenizer, regression, None)
+    trainer = Trainer(model, tokenizer, train, None, TrainConfig(progress=False))
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        trainer.evaluate()
+
+
+def test_predicting_leaves_the_model_in_the_mode_it_was_and_fit_ends_in_eval_mode():
+    from hadamard_lite.inference import predictions
+    model = adapted_bert()
+    train = load_glue("sst2", "train", source="sample", limit=16)
+    model.train()
+    predictions(model, hl.load_tokenizer(), train)
+    assert model.training  # a user's training loop goes on with dropout
+    Trainer(model, hl.load_tokenizer(), train, None, TrainConfig(epochs=1, progress=False)).fit()
+    assert not model.training
+
+
 def test_two_processes_under_torchrun_equal_one_process_with_the_same_global_batch(tmp_path):
     """2 processes x batch 16 is one process with batch 16 accumulated over 2 batches: DDP averages
     the two processes' gradients, accumulation averages the two batches' (dropout off in both)."""
