@@ -34,6 +34,9 @@ Analyses (no training, --analyse):
 import argparse
 import collections
 import dataclasses
+import functools
+import hashlib
+import inspect
 import itertools
 import json
 import math
@@ -113,9 +116,7 @@ def layer_ranking(args, task: str, data: dict, tokenizer, protocol_runs: dict):
     pretrained = hl.load_model(num_labels=data["train"].task.num_labels)
     held_out = data["held_out"]
 
-    def score(m):
-        return next(iter(glue_metrics(task, predictions(m, tokenizer, held_out), held_out.labels).values()))
-    rows = analysis.layer_importance(model, pretrained, score)
+    rows = analysis.layer_importance(model, pretrained, lambda m: dev_score(m, task, held_out, tokenizer))
     record = {"task": task, "adapter": folder.as_posix(), "scored_on": f"held-out 10% of train ({len(held_out)})",
               "order": [r["layer"] for r in rows], "drops": {str(r["layer"]): r["drop"] for r in rows}}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +143,7 @@ def train_one(job, lr, data, tokenizer, args, layers=None):
                              adapter_epochs=protocol.EPOCHS, head_lr=protocol.HEAD_LR, adapter_lr=lr,
                              layers=layers, parts=parts, config=config)
     dev = data["dev"]
-    score = next(iter(glue_metrics(task, predictions(model, tokenizer, dev), dev.labels).values()))
+    score = dev_score(model, task, dev, tokenizer)
     trainable_stage2 = sum(p.numel() for n, p in model.named_parameters()
                            if p.requires_grad and n not in hl.head_parameters(model))
     return model, {"score": score, "lr": lr, "parts": list(parts), "layers": hl.adapted_layers(model),
@@ -321,6 +322,7 @@ def similarity(args, pretrained) -> dict:
 
 
 def dev_score(model, task, dev, tokenizer) -> float:
+    """The task's main metric of ``model`` on the split ``dev`` (a dev set or the held-out part of train)."""
     return next(iter(glue_metrics(task, predictions(model, tokenizer, dev), dev.labels).values()))
 
 
@@ -373,16 +375,19 @@ def _previous_rq(out: str, settings: dict) -> dict:
     return kept
 
 
-def _stamp(folder: Path) -> str:
-    """What an RQ entry was measured from: the model file (size, time written), the code that measures it
-    (``analysis.py``, ``rq`` and ``dev_score``) and torch's version. A later ``--analyse`` reuses the entry
-    while the stamp is the same (measuring 15 models takes most of its minutes); any change measures again."""
-    import hashlib
-    import inspect
-    weights = next(folder.glob("model.safetensors"), None) or next(folder.glob("*.bin"))
+@functools.cache
+def _code_hash() -> str:
+    """The code that measures RQ numbers (``analysis.py``, ``rq``, ``dev_score``) and torch's version, hashed."""
     code = Path(analysis.__file__).read_text() + inspect.getsource(rq) + inspect.getsource(dev_score) + torch.__version__
-    code = hashlib.sha256(code.encode()).hexdigest()[:16]
-    return f"{weights.stat().st_size}-{weights.stat().st_mtime_ns}-{code}"
+    return hashlib.sha256(code.encode()).hexdigest()[:16]
+
+
+def _stamp(folder: Path) -> str:
+    """What an RQ entry was measured from: the model file (size, time written) and the measuring code.
+    A later ``--analyse`` reuses the entry while the stamp is the same (measuring 15 models takes most of
+    its minutes); any change measures again."""
+    weights = next(folder.glob("model.safetensors"), None) or next(folder.glob("*.bin"))
+    return f"{weights.stat().st_size}-{weights.stat().st_mtime_ns}-{_code_hash()}"
 
 
 def rq(args, tokenizer) -> dict:
@@ -404,8 +409,9 @@ def rq(args, tokenizer) -> dict:
         old = {m["seed"]: m for m in previous.get(task, {}).get("models", [])}
         reused = [{**m, "reused": True} for seed, m in old.items() if seed not in folders]
         # A model on disk whose file and measuring code are those of the last analysis: its numbers stand.
-        unchanged = [old[seed] for seed, folder in folders.items() if old.get(seed, {}).get("stamp") == _stamp(folder)]
-        folders = {seed: folder for seed, folder in folders.items() if seed not in {m["seed"] for m in unchanged}}
+        stamps = {seed: _stamp(folder) for seed, folder in folders.items()}
+        unchanged = [old[seed] for seed in folders if old.get(seed, {}).get("stamp") == stamps[seed]]
+        folders = {seed: folder for seed, folder in folders.items() if old.get(seed, {}).get("stamp") != stamps[seed]}
         majority, models = protocol.majority_baseline(task), list(unchanged)
         if not folders:
             if reused or unchanged:
@@ -422,7 +428,7 @@ def rq(args, tokenizer) -> dict:
             after = analysis.capture_attention_outputs(tuned, make(), max_tokens=args.rq_tokens)
             measured = dev_score(tuned, task, dev, tokenizer)  # on the dev set the maps are fitted on
             models.append({"seed": seed, "dev_score_of_model": protocol_runs.get(folder.name, {}).get("score"),
-                           "dev_score": measured, "stamp": _stamp(folder),
+                           "dev_score": measured, "stamp": stamps[seed],
                            # a model that did not beat the majority class by 2 points says little about fine-tuning
                            "learned": measured - majority > 2 * MARGIN,
                            "layers": [analysis.fit_attention_maps(b, a) for b, a in zip(before, after)]})
