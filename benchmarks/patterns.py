@@ -68,6 +68,7 @@ KEEP = (4, 2)  # of 6 layers: MiniLM's counterpart of the paper's 8 of 12, and a
 SHARED = ("none", "half", "all")  # layers shared: none, the lower half, all of them
 SHARED_WHAT = {"half": "the lower half of the layers", "all": "every layer"}  # how a verdict names a variant
 SHARED_LR, SHARED_SST2_LIMIT = 1e-2, 5000
+SHARED_PRECISION = "fp32"  # analysis.train_multitask trains in float32 (no autocast); older shared runs did not say so
 MARGIN = 0.01  # the smallest difference a verdict counts (1 point, or 0.01 of a cosine), whatever the seeds say
 # Two random 4-of-6 layer sets share 2.67 layers on average; top-4 sets sharing less than half a layer more
 # than that are "no more than chance" (one task pair in two agreeing on one more layer is not a pattern).
@@ -179,7 +180,7 @@ def train_shared(job, args, tokenizer):
     per_task_layers = num_layers - len(layers)
     return {"scores": result["scores"], "lr": SHARED_LR, "shared_layers": layers,
             "adapter_params_all_tasks": 4 * d * (len(layers) + per_task_layers * len(TASKS)),
-            "train_examples": {t: len(s) for t, s in train.items()}}
+            "train_examples": {t: len(s) for t, s in train.items()}, "precision": SHARED_PRECISION}
 
 
 def did_not_learn(protocol_runs: dict, task: str) -> bool:
@@ -472,7 +473,8 @@ def analyse(args) -> dict:
               "similarity": similarity(args, pretrained_for(2)), "parts": parts_table(args),
               "pruning": pruning(args, pretrained_for, tokenizer), "shared": shared_table(args),
               "rq": rq(args, tokenizer), "learned": learned(args),
-              "precision": sorted({r.get("precision", "?") for folder in (args.out, args.protocol)
+              "precision": sorted({r.get("precision", SHARED_PRECISION if r.get("kind") == "shared" else "?")
+                                   for folder in (args.out, args.protocol)
                                    for r in protocol.load_runs(Path(folder)).values()})}
     return write(result, Path(args.out))
 
@@ -537,15 +539,15 @@ def _agreement(orders: dict) -> dict:
 def _interval(pairs: list, same_task: bool, draws: int = 1000) -> tuple | None:
     """A 95% bootstrap interval of the mean cosine of ``pairs`` (dicts with "a", "b", "cos"), resampling each task's
     adapters (its seeds) with replacement: how far the mean could move with other seeds. Pairs share adapters, so
-    their standard deviation is a spread, not an interval. None when there is nothing to resample: too few pairs,
-    or one adapter (seed) per task, where every draw gives the same mean and a zero-width "interval" would mislead."""
+    their standard deviation is a spread, not an interval. None when too few pairs, or when a task has one adapter
+    (seed): every draw keeps it, so the interval would leave out that task's seed noise and look narrower than it is."""
     cos = {frozenset((p["a"], p["b"])): p["cos"] for p in pairs}
     by_task = {}
     for p in pairs:
         for name in (p["a"], p["b"]):
             by_task.setdefault(_task(name), set()).add(name)
     by_task = {t: sorted(names) for t, names in by_task.items()}
-    if len(pairs) < 2 or (not same_task and len(by_task) < 2) or all(len(n) < 2 for n in by_task.values()):
+    if len(pairs) < 2 or (not same_task and len(by_task) < 2) or any(len(n) < 2 for n in by_task.values()):
         return None
     rng, means = np.random.default_rng(0), []
     for _ in range(draws):
@@ -574,6 +576,14 @@ def _few(*groups) -> str:
     """A prefix for a verdict resting on fewer than three seeds somewhere: its '2 sd' means little yet."""
     n = min(g.get("n", 0) for g in groups) if groups else 0
     return "" if n >= 3 else f"preliminary ({n} seed{'s' if n != 1 else ''} in some group): "
+
+
+def _noise(*groups) -> str:
+    """What a difference was tested against. With one seed a group has no spread (its sd reads 0), so the
+    test was 2 sd of the other side or the 1-point floor: the verdict must not claim a measured noise."""
+    if all(g.get("n", 0) >= 2 for g in groups):
+        return "the noise"
+    return "the noise measured so far (2 sd where a group has seeds, at least 1 point; one-seed groups have no spread)"
 
 
 def conclusions(result: dict) -> list:
@@ -695,9 +705,10 @@ def conclusions(result: dict) -> list:
         groups = [g for r in rows.values() for g in (r["post-hoc all"], r["retrained top4"])]
         if all(cheap.values()):
             verdict = ("no loss detected: adapters retrained on the 4 layers ranked highest on held-out training data "
-                       "score within the noise (2 sd, at least 1 point) of all 6 layers")
+                       f"score within {_noise(*groups)} of all 6 layers")
         else:
-            verdict = "removing 2 of 6 layers costs more than the noise on " + ", ".join(t for t, c in cheap.items() if not c)
+            verdict = (f"removing 2 of 6 layers costs more than {_noise(*groups)} on "
+                       + ", ".join(t for t, c in cheap.items() if not c))
         text = (f"{topic}, on {', '.join(rows)}: {_few(*groups)}{verdict} (loss " +
                 ", ".join(f"{t} {100 * v:+.1f}" for t, v in loss.items()) + " points). ")
         unlearned = [t for t, r in rows.items() if r["retrained top4"]["min"] - learn[t]["majority"] <= 2 * MARGIN]
@@ -738,11 +749,12 @@ def conclusions(result: dict) -> list:
                 continue
             diffs = {t: scores[t]["mean"] - none[t]["mean"] for t in fit}
             worse = [t for t in fit if -diffs[t] > _gap(scores[t], none[t])]
+            noise = _noise(*[scores[t] for t in fit], *[none[t] for t in fit])
             parts.append(f"{_few(*[scores[t] for t in fit], *[none[t] for t in fit])}sharing {SHARED_WHAT[v]} "
                          f"({sh[v]['adapter_params_all_tasks']:,} adapter parameters for five tasks, against "
                          f"{sh['none']['adapter_params_all_tasks']:,}) changes the dev score by "
                          + ", ".join(f"{t} {100 * d:+.1f}" for t, d in diffs.items()) + " points: "
-                         + (f"worse beyond the noise on {', '.join(worse)}" if worse else "no loss beyond the noise"))
+                         + (f"worse beyond {noise} on {', '.join(worse)}" if worse else f"no loss beyond {noise}"))
         lines.append(f"{topic}, on {', '.join(fit)}: " + ("; ".join(parts) if parts else "not measured yet") + ".")
 
     rq_all = result.get("rq", {})

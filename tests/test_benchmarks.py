@@ -279,6 +279,9 @@ def test_pattern_verdicts_follow_the_numbers_and_their_controls():
     assert low <= 0.505 <= high  # the interval holds the mean of the two pairs (0.50, 0.51)
     one_seed_each = [{"a": "sst2_seed0", "b": "stsb_seed0", "cos": 0.5}, {"a": "sst2_seed0", "b": "cola_seed0", "cos": 0.6}]
     assert patterns._interval(one_seed_each, same_task=False) is None  # every draw the same: no interval to give
+    # one task with two seeds, the other with one: an interval would hide the second task's seed noise
+    uneven = one_seed_each + [{"a": "sst2_seed1", "b": "stsb_seed0", "cos": 0.4}, {"a": "sst2_seed1", "b": "cola_seed0", "cos": 0.3}]
+    assert patterns._interval(uneven, same_task=False) is None
     assert "may come from training itself" in line(_study(0.5, 0.5, _parts(0.7, 0.8, 0.8)), "Shared patterns (b)")
     assert "no shared pattern" in line(_study(0.0, 0.1, _parts(0.7, 0.8, 0.8)), "Shared patterns (b)")
     assert "did not beat the majority class" in line(_study(0.5, 0.1, _parts(0.7, 0.8, 0.8)), "Which tasks learned")
@@ -348,6 +351,9 @@ def test_shared_adapter_verdict_names_the_variant_and_the_tasks_that_lost():
     assert "sharing the lower half of the layers (200 adapter parameters for five tasks, against 300) changes the dev " \
            "score by sst2 +0.0, stsb -5.0 points: worse beyond the noise on stsb;" in text
     assert "sharing every layer (100 adapter parameters" in text and "sst2 -0.5, stsb -0.5 points: no loss beyond the noise" in text
+    one_seed = {**result["shared"]["half"]["scores"]["stsb"], "n": 1, "sd": 0.0}  # no spread measured: not "the noise"
+    result["shared"]["half"]["scores"]["stsb"] = one_seed
+    assert "worse beyond the noise measured so far (2 sd where a group has seeds" in line(result)
     result["shared"]["none"]["scores"]["stsb"] = _spread(0.5)  # no better than its majority class: left out
     assert ", on sst2: preliminary (1 seed" not in line(result) and ", on sst2: sharing" in line(result)
     result["shared"] = {}
