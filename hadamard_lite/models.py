@@ -75,8 +75,9 @@ def load_config(name: str | None = None):
 def load_model(name: str | None = None, num_labels: int | None = 2, dtype=torch.float32):
     """A pre-trained encoder in float32: with a new classification head of ``num_labels``
     outputs (1 means regression, as for STS-B), or the bare encoder if ``num_labels`` is None."""
-    verbosity = hf_logging.get_verbosity()
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # the "classifier newly initialized" report is expected
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per load: clutter in notebooks and logs
     try:
         if num_labels is None:
             model = AutoModel.from_pretrained(model_path(name), dtype=dtype)
@@ -84,6 +85,8 @@ def load_model(name: str | None = None, num_labels: int | None = 2, dtype=torch.
             model = AutoModelForSequenceClassification.from_pretrained(model_path(name), num_labels=num_labels, dtype=dtype)
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     # Saved adapters record this name: the hub id, not the install folder of the bundled copy.
     model.config._name_or_path = base_model_id(model.config._name_or_path)
     return model
