@@ -622,8 +622,9 @@ def conclusions(result: dict) -> list:
             lines.append(f"{topic}: not measured yet (needs adapters of two tasks that learned).")
             continue
         # With seeds to resample, the mean cosine between tasks counts as above a control when its 95% interval
-        # lies above the control's (or, for a control without one, above its mean + 2 standard errors) and 0.01
-        # above the control's mean; with one seed per task, when the mean clears the control's by 2 sd (``_gap``).
+        # lies above the control's (or, for the shuffled-label control while a task has one seed, above its mean
+        # + 2 sd of its pairs; for random vectors, above their mean + 2 standard errors) and 0.01 above the
+        # control's mean; with one seed per task, when the mean clears the control's by 2 sd (``_gap``).
         low = ci["other task"][0] if ci["other task"] else None
         rule = ("the 95% interval of the mean cosine between tasks" if low is not None else
                 "the mean cosine between tasks, by 2 sd of the pairs' cosines,")
@@ -631,8 +632,12 @@ def conclusions(result: dict) -> list:
         def beyond(control, group=None):
             if low is None:
                 return other["mean"] - control["mean"] > _gap(other, control)
-            top = (ci[group][1] if group and ci.get(group) else
-                   control["mean"] + 2 * control["sd"] / math.sqrt(control["n"]) if control["n"] > 1 else math.inf)
+            if group and ci.get(group):
+                top = ci[group][1]
+            elif group:  # pairs of adapters share adapters, so a standard error over pairs is too narrow: 2 sd
+                top = control["mean"] + 2 * control["sd"] if control["n"] > 1 else math.inf
+            else:  # random vectors: independent draws
+                top = control["mean"] + 2 * control["sd"] / math.sqrt(control["n"]) if control["n"] > 1 else math.inf
             return low > top and low - control["mean"] > MARGIN
 
         if not beyond(rand):

@@ -283,6 +283,14 @@ def test_pattern_verdicts_follow_the_numbers_and_their_controls():
     uneven = one_seed_each + [{"a": "sst2_seed1", "b": "stsb_seed0", "cos": 0.4}, {"a": "sst2_seed1", "b": "cola_seed0", "cos": 0.3}]
     assert patterns._interval(uneven, same_task=False) is None
     assert "may come from training itself" in line(_study(0.5, 0.5, _parts(0.7, 0.8, 0.8)), "Shared patterns (b)")
+    # A shuffled-label control with one seed of a task has no interval; its pairs share adapters, so the band is
+    # 2 sd of its pairs (a standard error over pairs would be too narrow and call 0.30 "beyond" it here).
+    uneven = _study(0.3, 0.0, _parts(0.7, 0.8, 0.8))
+    for component in uneven["similarity"]["components"].values():
+        component["pairs"] = [p for p in component["pairs"] if p["group"] != "shuffled labels, other task"] + [
+            {"a": "sst2_seed0", "b": "stsb_seed0", "group": "shuffled labels, other task", "cos": -0.05},
+            {"a": "sst2_seed1", "b": "stsb_seed0", "group": "shuffled labels, other task", "cos": 0.15}]
+    assert "not clearly more than shuffled-label" in line(uneven, "Shared patterns (b)")
     assert "no shared pattern" in line(_study(0.0, 0.1, _parts(0.7, 0.8, 0.8)), "Shared patterns (b)")
     assert "did not beat the majority class" in line(_study(0.5, 0.1, _parts(0.7, 0.8, 0.8)), "Which tasks learned")
     assert "confirmed:" in line(_study(0.5, 0.1, _parts(0.7, 0.8, 0.8)), "Which parts matter")
