@@ -411,11 +411,10 @@ def rq(args, tokenizer) -> dict:
         reused = [{**m, "reused": True} for seed, m in old.items() if seed not in folders]
         # A model on disk whose file and measuring code are those of the last analysis: its numbers stand.
         stamps = {seed: _stamp(folder) for seed, folder in folders.items()}
-        unchanged = [old[seed] for seed in folders if old.get(seed, {}).get("stamp") == stamps[seed]]
-        folders = {seed: folder for seed, folder in folders.items() if old.get(seed, {}).get("stamp") != stamps[seed]}
-        majority, models = protocol.majority_baseline(task), list(unchanged)
-        if not folders:
-            if reused or unchanged:
+        fresh = {seed: folder for seed, folder in folders.items() if old.get(seed, {}).get("stamp") != stamps[seed]}
+        majority, models = protocol.majority_baseline(task), [old[seed] for seed in folders if seed not in fresh]
+        if not fresh:
+            if reused or models:
                 out[task] = {**previous[task], "models": sorted(models + reused, key=lambda m: m["seed"]),
                              "settings": settings}
             continue
@@ -424,8 +423,8 @@ def rq(args, tokenizer) -> dict:
         pre = hl.load_model(num_labels=dev.task.num_labels).eval()
         # The pre-trained attention outputs do not depend on the head: captured once for every seed.
         before = analysis.capture_attention_outputs(pre, make(), max_tokens=args.rq_tokens)
-        for seed, folder in sorted(folders.items()):
-            tuned = AutoModelForSequenceClassification.from_pretrained(folder, torch_dtype=torch.float32).eval()
+        for seed, folder in sorted(fresh.items()):
+            tuned = AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32).eval()
             after = analysis.capture_attention_outputs(tuned, make(), max_tokens=args.rq_tokens)
             measured = dev_score(tuned, task, dev, tokenizer)  # on the dev set the maps are fitted on
             models.append({"seed": seed, "dev_score_of_model": protocol_runs.get(folder.name, {}).get("score"),
@@ -634,10 +633,11 @@ def conclusions(result: dict) -> list:
                 return other["mean"] - control["mean"] > _gap(other, control)
             if group and ci.get(group):
                 top = ci[group][1]
-            elif group:  # pairs of adapters share adapters, so a standard error over pairs is too narrow: 2 sd
-                top = control["mean"] + 2 * control["sd"] if control["n"] > 1 else math.inf
-            else:  # random vectors: independent draws
-                top = control["mean"] + 2 * control["sd"] / math.sqrt(control["n"]) if control["n"] > 1 else math.inf
+            elif control["n"] < 2:
+                top = math.inf
+            else:  # pairs of adapters share adapters, so a standard error over pairs is too narrow: 2 sd;
+                # random vectors are independent draws: 2 standard errors
+                top = control["mean"] + 2 * control["sd"] / (1 if group else math.sqrt(control["n"]))
             return low > top and low - control["mean"] > MARGIN
 
         if not beyond(rand):
@@ -687,7 +687,8 @@ def conclusions(result: dict) -> list:
                                                       "LayerNorm above head only": ("LN", "head only (protocol)"),
                                                       "b above W": ("b", "W"), "LayerNorm above W": ("LN", "W")}.items()
                            if not beats(r, x, y)] for t, r in rows.items()}
-            verdict = ("not confirmed: the parts do not separate this way, by 2 sd (at least 1 point), on every task; "
+            every = [g for r in rows.values() for g in (r["W"], r["b"], r["LN"], r["head only (protocol)"])]
+            verdict = (f"not confirmed: the parts do not separate this way, beyond {_noise(*every)}, on every task; "
                        "not shown on " + "; ".join(f"{t}: {', '.join(f)}" for t, f in failing.items() if f))
         groups = [g for r in rows.values() for g in (r["W"], r["b"], r["LN"])]
         lines.append(f"{topic}, on {', '.join(rows)}: {_few(*groups)}{verdict}. Dev x100, stage 2 training one part "
