@@ -678,6 +678,7 @@ def conclusions(result: dict) -> list:
     else:
         beats = lambda r, x, y: r[x]["mean"] - r[y]["mean"] > _gap(r[x], r[y])
         useful = {t: [x for x in ("W", "b", "LN") if beats(r, x, "head only (protocol)")] for t, r in rows.items()}
+        groups = [g for r in rows.values() for g in (r["W"], r["b"], r["LN"])]  # the runs this study trained
         if all(set(u) >= {"b", "LN"} and beats(r, "b", "W") and beats(r, "LN", "W") for u, r in zip(useful.values(), rows.values())):
             verdict = "confirmed: b alone and the LayerNorm alone each beat head only and beat W alone"
         elif all("W" in u and beats(r, "W", "b") and beats(r, "W", "LN") for u, r in zip(useful.values(), rows.values())):
@@ -687,10 +688,9 @@ def conclusions(result: dict) -> list:
                                                       "LayerNorm above head only": ("LN", "head only (protocol)"),
                                                       "b above W": ("b", "W"), "LayerNorm above W": ("LN", "W")}.items()
                            if not beats(r, x, y)] for t, r in rows.items()}
-            every = [g for r in rows.values() for g in (r["W"], r["b"], r["LN"], r["head only (protocol)"])]
+            every = groups + [r["head only (protocol)"] for r in rows.values()]  # head only's spread is noise too
             verdict = (f"not confirmed: the parts do not separate this way, beyond {_noise(*every)}, on every task; "
                        "not shown on " + "; ".join(f"{t}: {', '.join(f)}" for t, f in failing.items() if f))
-        groups = [g for r in rows.values() for g in (r["W"], r["b"], r["LN"])]
         lines.append(f"{topic}, on {', '.join(rows)}: {_few(*groups)}{verdict}. Dev x100, stage 2 training one part "
                      "at the rate the protocol chose for all three: " + "; ".join(
                          f"{t}: W {_p(r['W'])}, b {_p(r['b'])}, LayerNorm {_p(r['LN'])}, W + b "
@@ -782,7 +782,10 @@ def conclusions(result: dict) -> list:
         several = any(len(ms) > 1 for ms in rq_rows.values())
         seeds = ", ".join(f"{t} {len(ms)}" for t, ms in rq_rows.items())
         reused = [f"{t} seed {m['seed']}" for t, ms in rq_rows.items() for m in ms if m.get("reused")]
-        if reused:  # models git ignores and this machine no longer has: their numbers come from the last analysis
+        n_models = sum(map(len, rq_rows.values()))
+        if len(reused) == n_models:  # models git ignores and this machine no longer has: the last analysis's numbers
+            seeds += f"; all {n_models} models: numbers of the previous analysis"
+        elif reused:
             seeds += f"; numbers of the previous analysis for {', '.join(reused)}"
         # growth[t][layer] = that layer's norm growth on every seed of task t
         growth = {t: list(zip(*[[f["norm_after"] / f["norm_before"] - 1 for f in m["layers"]] for m in ms]))

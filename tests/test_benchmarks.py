@@ -346,6 +346,12 @@ def test_pruning_and_rq_verdicts_name_the_right_tasks_and_maps():
         in line(result, "RQ1")
     assert "preliminary" not in line(result, "RQ1")  # three seeds that learned
     assert "on the fine-tuned outputs, it does not suffice" in line(result, "RQ2")
+    # Models this machine no longer has: named one by one when some are reused, in one phrase when all are.
+    result["rq"]["sst2"]["models"][1]["reused"] = True
+    assert "numbers of the previous analysis for sst2 seed 1" in line(result, "RQ1")
+    for m in result["rq"]["sst2"]["models"]:
+        m["reused"] = True
+    assert "all 3 models: numbers of the previous analysis" in line(result, "RQ1")
     result["rq"] = {"rte": {"models": [model(0, 0.53, False)], "majority": 0.527}}
     assert "no fully fine-tuned model that learned yet" in line(result, "RQ1")
 
