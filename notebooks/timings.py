@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMINGS = ROOT / "notebooks" / "timings.json"
 NBVAL = ["--nbval-lax", "--nbval-sanitize-with", "notebooks/sanitize.cfg", "-p", "no:cacheprovider"]
 HEADER = re.compile(r"\*Time:\*[^\n]*")  # the line in each notebook's first cell that quotes the time
+BUSY = 1.0  # a load average above this at the start means other jobs shared the machine
 DURATION = re.compile(r"^\s*([\d.]+)s\s+(?:setup|call|teardown)\s+notebooks/(\d\d_[\w]+\.ipynb)::", re.M)
 
 
@@ -33,7 +34,7 @@ def measure(notebooks: list) -> dict:
     of its cells (pytest's durations, kernel start included) and the CPU minutes (user + system)
     that pytest and the notebook's kernel used."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    if load is not None and load > 1.0:
+    if load is not None and load > BUSY:
         print(f"warning: load average {load:.1f} at start: other jobs will slow the wall clock down; "
               "measure alone on the machine", file=sys.stderr)
     started = time.time()
@@ -67,6 +68,12 @@ def _threads() -> int:
     return torch.get_num_threads()
 
 
+def _load_when_measured(timings: dict, name: str):
+    """The load average at the start of the last sitting that measured ``name`` (None if not recorded)."""
+    sittings = [r for r in timings.get("runs", []) if name in r.get("notebooks", [])]
+    return sittings[-1]["load_average_at_start"] if sittings else timings.get("load_average_at_start")
+
+
 def quote(timings: dict) -> None:
     """Copy the minutes into the README's notebook table and each notebook's ``*Time:*`` line."""
     sys.path.insert(0, str(ROOT))
@@ -76,11 +83,16 @@ def quote(timings: dict) -> None:
         minutes = timings["minutes"].get(path.name)
         notebook = json.loads(path.read_text())
         first = "".join(notebook["cells"][0]["source"])
-        line = (f"*Time:* {minutes} minutes under nbval on a 2-core CPU (measured alone on the machine: "
+        load = _load_when_measured(timings, path.name)
+        how = ("measured alone on the machine" if load is not None and load <= BUSY else
+               f"measured with a load average of {load:.1f} at the start, so alone it may be faster" if load is not None
+               else "load not recorded")
+        line = (f"*Time:* {minutes} minutes under nbval on a 2-core CPU ({how}: "
                 "`notebooks/timings.json`, which also gives the CPU time and the load)." if minutes is not None else
                 "*Time:* not measured yet for this version (`python notebooks/timings.py` writes it).")
         if HEADER.search(first) and HEADER.search(first).group(0) != line:
-            notebook["cells"][0]["source"] = HEADER.sub(lambda m: line, first)
+            # a list of lines, as Jupyter writes it, so the diff shows only the changed line
+            notebook["cells"][0]["source"] = HEADER.sub(lambda m: line, first).splitlines(keepends=True)
             atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"))
     readme = ROOT / "README.md"
     text = readme.read_text()

@@ -40,3 +40,17 @@ def test_readme_table_quotes_the_timings_file():
         row = re.search(rf"\]\(notebooks/{re.escape(name)}\) \|[^|\n]*\| ([\d.]+) \|", readme)
         assert row, f"the README's notebook table has no row for {name}"
         assert row.group(1) == str(minutes), f"README quotes {row.group(1)} minutes for {name}, timings.json {minutes}"
+
+
+def test_a_header_says_alone_only_when_the_machine_was_idle():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("timings", ROOT / "notebooks" / "timings.py")
+    timings = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(timings)
+    for path in NOTEBOOKS:
+        if path.name not in TIMINGS["minutes"]:
+            continue
+        header = "".join(json.loads(path.read_text())["cells"][0]["source"])
+        load = timings._load_when_measured(TIMINGS, path.name)
+        assert ("measured alone" in header) == (load is not None and load <= timings.BUSY), (
+            f"{path.name}'s header does not match the load {load} it was measured at; run python notebooks/timings.py --quote-only")
