@@ -203,9 +203,10 @@ def _seeded_subset(data: GlueSplit, limit: int, seed: int) -> list:
     for y, indices in sorted(by_label.items()):
         share = round(limit * len(indices) / len(data))
         chosen += r.sample(indices, min(share, len(indices)))
+    if len(chosen) > limit:  # the shares rounded up (three equal labels, limit 2): drop at random, not the last label
+        return sorted(r.sample(chosen, limit))
     rest = sorted(set(range(len(data))) - set(chosen))
-    chosen += r.sample(rest, max(limit - len(chosen), 0)) if len(chosen) < limit else []
-    return sorted(chosen[:limit])
+    return sorted(chosen + r.sample(rest, limit - len(chosen)))
 
 
 # ---------------------------------------------------------------- tokens and batches

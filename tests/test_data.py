@@ -87,6 +87,12 @@ def test_seeded_stratified_limit(glue_dir):
     assert abs(collections.Counter(small.labels)[1] / 100 - share) <= 0.01
 
 
+def test_a_subset_whose_label_shares_round_up_drops_at_random_not_the_last_label():
+    three = glue.GlueSplit(GLUE_TASKS["mnli"], "train", "test", [f"s{i}" for i in range(9)], None, [0, 1, 2] * 3)
+    seen = collections.Counter(y for seed in range(20) for y in three.subset(glue._seeded_subset(three, 2, seed)).labels)
+    assert len(three.subset(glue._seeded_subset(three, 2, 0))) == 2 and set(seen) == {0, 1, 2}
+
+
 def test_real_glue_row_counts(glue_dir):
     expected = {"cola": (8551, 1043), "sst2": (67349, 872), "mrpc": (3668, 408), "stsb": (5749, 1500),
                 "rte": (2490, 277), "wnli": (635, 71)}
