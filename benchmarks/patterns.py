@@ -781,8 +781,8 @@ def conclusions(result: dict) -> list:
         few = f"preliminary (fewer than 3 seeds that learned for {', '.join(thin)}): " if thin else ""
         several = any(len(ms) > 1 for ms in rq_rows.values())
         seeds = ", ".join(f"{t} {len(ms)}" for t, ms in rq_rows.items())
-        reused = [f"{t} seed {m['seed']}" for t, ms in rq_rows.items() for m in ms if m.get("reused")]
         n_models = sum(map(len, rq_rows.values()))
+        reused = [f"{t} seed {m['seed']}" for t, ms in rq_rows.items() for m in ms if m.get("reused")]
         if len(reused) == n_models:  # models git ignores and this machine no longer has: the last analysis's numbers
             seeds += f"; all {n_models} models: numbers of the previous analysis"
         elif reused:
@@ -831,7 +831,7 @@ def conclusions(result: dict) -> list:
                    f"a richer map adds up to {max(ch_richer):+.3f}")
         lines.append(
             f"**RQ2** (paper: an element-wise linear map suffices), {few}maps fitted on {tokens} (the full linear map "
-            f"has {layers[0]['linear_params']:,} numbers a layer), every layer of {sum(map(len, rq_rows.values()))} "
+            f"has {layers[0]['linear_params']:,} numbers a layer), every layer of {n_models} "
             f"models (seeds that learned, per task: {seeds}): on the fine-tuned outputs, {verdict(outputs_ok, out_fail)}; "
             f"on the change (after − before, where the identity scores at most 0), {verdict(change_ok, ch_fail)}. "
             f"Held-out R² per layer: on the outputs element-wise beats the identity by {span(out_gain)} and the better "

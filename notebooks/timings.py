@@ -84,9 +84,12 @@ def quote(timings: dict) -> None:
         notebook = json.loads(path.read_text())
         first = "".join(notebook["cells"][0]["source"])
         load = _load_when_measured(timings, path.name)
-        how = ("measured alone on the machine" if load is not None and load <= BUSY else
-               f"measured with a load average of {load:.1f} at the start, so alone it may be faster" if load is not None
-               else "load not recorded")
+        if load is None:
+            how = "load not recorded"
+        elif load <= BUSY:
+            how = "measured alone on the machine"
+        else:
+            how = f"measured with a load average of {load:.1f} at the start, so alone it may be faster"
         line = (f"*Time:* {minutes} minutes under nbval on a 2-core CPU ({how}: "
                 "`notebooks/timings.json`, which also gives the CPU time and the load)." if minutes is not None else
                 "*Time:* not measured yet for this version (`python notebooks/timings.py` writes it).")
