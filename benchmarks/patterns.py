@@ -654,9 +654,12 @@ def conclusions(result: dict) -> list:
         shuffled = collections.Counter(_task(name) for name in {x for p in chosen("shuffled labels, other task")
                                                                  for x in (p["a"], p["b"])})
         thin = [f"{same.get('n', 0)} same-task pairs of seeds"] if same.get("n", 0) < 3 else []
-        fewest = min(shuffled.values(), default=0)
-        if noise.get("n") and fewest < 3:
-            thin.append(f"{fewest} shuffled-label seed{'s' if fewest != 1 else ''} per task")
+        if noise.get("n") and min(shuffled.values(), default=0) < 3:
+            if len(set(shuffled.values())) == 1:
+                fewest = min(shuffled.values())
+                thin.append(f"{fewest} shuffled-label seed{'s' if fewest != 1 else ''} per task")
+            else:  # uneven: say which task has how many, not just the fewest
+                thin.append("shuffled-label seeds per task: " + ", ".join(f"{t} {k}" for t, k in sorted(shuffled.items())))
         few = f"preliminary ({' and '.join(thin)} so far): " if thin else ""
         text = (f"{topic}: {few}{verdict}. "
                 f"Cosine of all layers joined, mean ± sd over pairs of adapters of {', '.join(ok)}: between tasks "
@@ -689,8 +692,17 @@ def conclusions(result: dict) -> list:
                                                       "b above W": ("b", "W"), "LayerNorm above W": ("LN", "W")}.items()
                            if not beats(r, x, y)] for t, r in rows.items()}
             every = groups + [r["head only (protocol)"] for r in rows.values()]  # head only's spread is noise too
-            verdict = (f"not confirmed: the parts do not separate this way, beyond {_noise(*every)}, on every task; "
-                       "not shown on " + "; ".join(f"{t}: {', '.join(f)}" for t, f in failing.items() if f))
+            held = [t for t, f in failing.items() if not f]
+            verdict = (f"not confirmed: the parts do not separate this way, beyond {_noise(*every)}, on every task"
+                       + (f"; they do on {', '.join(held)}" if held else "") + "; not shown on "
+                       + "; ".join(f"{t}: {', '.join(f)}" for t, f in failing.items() if f))
+        # Shown, not a verdict: which single part comes closest to all three, and whether all three is clearly ahead.
+        names = {"W": "W", "b": "b", "LN": "LayerNorm"}
+        best = {t: max(("W", "b", "LN"), key=lambda x: r[x]["mean"]) for t, r in rows.items()}
+        behind = [t for t, r in rows.items() if beats(r, "all (protocol hadamard2)", best[t])]
+        verdict += (". Best single part by mean: " + ", ".join(f"{t} {names[x]}" for t, x in best.items()) +
+                    ("; all three beats it beyond the noise on " + ", ".join(behind) if behind else
+                     "; all three is not ahead of it beyond the noise on any task"))
         lines.append(f"{topic}, on {', '.join(rows)}: {_few(*groups)}{verdict}. Dev x100, stage 2 training one part "
                      "at the rate the protocol chose for all three: " + "; ".join(
                          f"{t}: W {_p(r['W'])}, b {_p(r['b'])}, LayerNorm {_p(r['LN'])}, W + b "
@@ -755,12 +767,17 @@ def conclusions(result: dict) -> list:
                 continue
             diffs = {t: scores[t]["mean"] - none[t]["mean"] for t in fit}
             worse = [t for t in fit if -diffs[t] > _gap(scores[t], none[t])]
+            # a loss past the 1-point floor that the seeds' spread swallows: named, so it is not read as "no loss"
+            unsure = [f"{t} (sd up to {100 * max(scores[t]['sd'], none[t]['sd']):.1f})" for t in fit
+                      if t not in worse and -diffs[t] > MARGIN]
             noise = _noise(*[scores[t] for t in fit], *[none[t] for t in fit])
             parts.append(f"{_few(*[scores[t] for t in fit], *[none[t] for t in fit])}sharing {SHARED_WHAT[v]} "
                          f"({sh[v]['adapter_params_all_tasks']:,} adapter parameters for five tasks, against "
                          f"{sh['none']['adapter_params_all_tasks']:,}) changes the dev score by "
                          + ", ".join(f"{t} {100 * d:+.1f}" for t, d in diffs.items()) + " points: "
-                         + (f"worse beyond {noise} on {', '.join(worse)}" if worse else f"no loss beyond {noise}"))
+                         + (f"worse beyond {noise} on {', '.join(worse)}" if worse else f"no loss beyond {noise}")
+                         + (f"; a loss the seeds' spread cannot yet separate from noise on {', '.join(unsure)}"
+                            if unsure else ""))
         lines.append(f"{topic}, on {', '.join(fit)}: " + ("; ".join(parts) if parts else "not measured yet") + ".")
 
     rq_all = result.get("rq", {})

@@ -305,7 +305,30 @@ def test_pattern_verdicts_follow_the_numbers_and_their_controls():
            "on sst2: b above W; stsb: b above W." in line(_study(0.5, 0.1, close), "Which parts matter")
     close["head only (protocol)"] = _spread(0.6, 0.61)
     assert "do not separate this way, beyond the noise, on every task" in line(_study(0.5, 0.1, close), "Which parts matter")
+    assert "they do on" not in line(_study(0.5, 0.1, close), "Which parts matter")  # fails on both tasks
     assert "not measured yet" in line(_study(0.5, 0.1, _parts(0.7, 0.8, 0.8)), "RQ2")
+
+
+def test_pattern_lines_name_uneven_seeds_the_best_part_and_noisy_losses():
+    """What review found a reader misread: the fewest shuffled seeds said as if every task had that many; a parts
+    verdict that held on one task read as holding on none; a large loss inside wide seed noise read as no loss."""
+    def line(result, topic):
+        return next(x for x in patterns.conclusions(result) if x.startswith(f"**{topic}"))
+    uneven = _study(0.5, 0.1, _parts(0.7, 0.8, 0.8))
+    for component in uneven["similarity"]["components"].values():
+        component["pairs"].append({"a": "sst2_seed2", "b": "stsb_seed0", "group": "shuffled labels, other task", "cos": 0.1})
+    assert "preliminary (2 same-task pairs of seeds and shuffled-label seeds per task: sst2 3, stsb 2 so far)" in \
+        line(uneven, "Shared patterns (W - 1)")
+    result = _study(0.5, 0.1, _parts(0.7, 0.8, 0.85))
+    result["parts"]["stsb"] = _parts(0.7, 0.705, 0.78)  # b not above W here; all three (0.81) clearly ahead
+    parts = line(result, "Which parts matter")
+    assert "; they do on sst2; not shown on stsb: b above W." in parts
+    assert "Best single part by mean: sst2 LayerNorm, stsb LayerNorm; all three beats it beyond the noise on stsb" in parts
+    score = lambda *v: _spread(*v)
+    result["shared"] = {"none": {"adapter_params_all_tasks": 30, "scores": {"sst2": score(0.80, 0.81), "stsb": score(0.80, 0.80)}},
+                        "all": {"adapter_params_all_tasks": 10, "scores": {"sst2": score(0.50, 0.90), "stsb": score(0.70, 0.70)}}}
+    shared = line(result, "Shared adapters")
+    assert "worse beyond the noise on stsb; a loss the seeds' spread cannot yet separate from noise on sst2 (sd up to 28.3)" in shared
 
 
 def test_pruning_and_rq_verdicts_name_the_right_tasks_and_maps():
