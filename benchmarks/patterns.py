@@ -178,7 +178,8 @@ def train_shared(job, args, tokenizer):
                                       batch_size=protocol.BATCH, seed=seed, progress=args.progress)
     d = next(iter(models.values())).config.hidden_size
     per_task_layers = num_layers - len(layers)
-    return {"scores": result["scores"], "lr": SHARED_LR, "shared_layers": layers,
+    return {"scores": result["scores"], "commonest_prediction": result["commonest_prediction"], "lr": SHARED_LR,
+            "shared_layers": layers,
             "adapter_params_all_tasks": 4 * d * (len(layers) + per_task_layers * len(TASKS)),
             "train_examples": {t: len(s) for t, s in train.items()}, "precision": SHARED_PRECISION}
 
@@ -457,7 +458,11 @@ def shared_table(args) -> dict:
     runs = [r for r in protocol.load_runs(Path(args.out)).values() if r.get("kind") == "shared"]
     return {v: {"scores": {t: _spread([r["scores"][t] for r in runs if r["variant"] == v]) for t in TASKS},
                 "adapter_params_all_tasks": next((r["adapter_params_all_tasks"] for r in runs if r["variant"] == v), None),
-                "shared_layers": next((r["shared_layers"] for r in runs if r["variant"] == v), None)} for v in SHARED}
+                "shared_layers": next((r["shared_layers"] for r in runs if r["variant"] == v), None),
+                # runs that gave every dev example of a task one class (recorded since session 15; older runs: None)
+                "one_answer": sorted(f"{t} seed {r['seed']}" for r in runs if r["variant"] == v
+                                     for t, share in (r.get("commonest_prediction") or {}).items() if share == 1.0),
+                "recorded": sum("commonest_prediction" in r for r in runs if r["variant"] == v)} for v in SHARED}
 
 
 def analyse(args) -> dict:
@@ -936,6 +941,11 @@ def tables(result: dict) -> str:
         params, layers = row["adapter_params_all_tasks"], row["shared_layers"]
         md.append(f"| {v}{f' {layers}' if layers is not None else ''} | {f'{params:,}' if params else '-'} | ")
         md[-1] += " | ".join(fmt(row["scores"][t]) for t in TASKS) + " |"
+    recorded = {v: row for v, row in result["shared"].items() if row.get("recorded")}
+    md += ["", "Runs that gave every dev example of a task the same class (a collapse to one answer; recorded from "
+               "session 15 on, so only for " + (", ".join(f"{row['recorded']} {v}" for v, row in recorded.items())
+                                              or "no") + " run(s)): " +
+           ("; ".join(f"{v}: {', '.join(row['one_answer']) or 'none'}" for v, row in recorded.items()) or "-") + "."]
     md += ["", "## 5. RQ1 and RQ2: attention outputs under full fine-tuning\n"]
     for task, r in result["rq"].items():
         # The same models as the verdicts: those that learned, or all of them if none did (then say so).

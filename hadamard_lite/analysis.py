@@ -242,8 +242,9 @@ def train_multitask(models: dict, tokenizer, train: dict, dev: dict, epochs: int
 
     ``models``, ``train`` and ``dev`` map task names to models and ``GlueSplit`` objects. The models
     move to ``device`` ("auto": CUDA, then Apple MPS, then the CPU), and every batch with them.
-    Returns every task's dev score (main metric) after the last epoch, with the trainable-parameter
-    count overall. No epoch is chosen on the dev set that is reported.
+    Returns every task's dev score (main metric) after the last epoch, the share of dev examples
+    given the commonest predicted class per classification task (1.0: the model collapsed to one
+    answer), and the trainable-parameter count overall. No epoch is chosen on the dev set that is reported.
     """
     import random
 
@@ -272,6 +273,10 @@ def train_multitask(models: dict, tokenizer, train: dict, dev: dict, epochs: int
         torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    scores = {t: next(iter(glue_metrics(dev[t].task.name, predictions(m, tokenizer, dev[t]), dev[t].labels).values()))
-              for t, m in models.items()}
-    return {"scores": scores, "trainable": sum(p.numel() for p in params.values())}
+    scores, commonest = {}, {}
+    for t, m in models.items():
+        answers = predictions(m, tokenizer, dev[t])
+        scores[t] = next(iter(glue_metrics(dev[t].task.name, answers, dev[t].labels).values()))
+        if not dev[t].task.is_regression:  # 1.0: one class whatever the input, a score no better than a constant's
+            commonest[t] = max(answers.count(c) for c in set(answers)) / len(answers)
+    return {"scores": scores, "commonest_prediction": commonest, "trainable": sum(p.numel() for p in params.values())}

@@ -150,3 +150,10 @@ def test_shared_adapters_are_one_module_and_train_together():
     # shared layer 0 counted once: 2 tasks x (layer 1 adapter + norm) + layer 0 once + two heads
     assert result["trainable"] == 4 * 32 + 2 * 4 * 32 + (32 * 2 + 2) + (32 + 1)
     assert not torch.equal(a[0].attention.output.dense.hadamard.weight, torch.ones(32))
+    assert set(result["commonest_prediction"]) == {"sst2"}  # STS-B is a regression: no class to count
+    # A head that answers class 0 whatever the input (lr 0 keeps it so): recorded as a collapse to one answer
+    with torch.no_grad():
+        models["sst2"].classifier.weight.zero_()
+        models["sst2"].classifier.bias.copy_(torch.tensor([5.0, 0.0]))
+    result = analysis.train_multitask(models, hl.load_tokenizer(), train, dev, epochs=1, lr=0.0, progress=False)
+    assert result["commonest_prediction"] == {"sst2": 1.0}
