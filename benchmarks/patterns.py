@@ -459,7 +459,7 @@ def shared_table(args) -> dict:
     return {v: {"scores": {t: _spread([r["scores"][t] for r in runs if r["variant"] == v]) for t in TASKS},
                 "adapter_params_all_tasks": next((r["adapter_params_all_tasks"] for r in runs if r["variant"] == v), None),
                 "shared_layers": next((r["shared_layers"] for r in runs if r["variant"] == v), None),
-                # runs that gave every dev example of a task one class (recorded since session 15; older runs: None)
+                # runs that gave every dev example of a task one class (recorded since commit 3974db9)
                 "one_answer": sorted(f"{t} seed {r['seed']}" for r in runs if r["variant"] == v
                                      for t, share in (r.get("commonest_prediction") or {}).items() if share == 1.0),
                 "recorded": sum("commonest_prediction" in r for r in runs if r["variant"] == v)} for v in SHARED}
@@ -941,11 +941,10 @@ def tables(result: dict) -> str:
         params, layers = row["adapter_params_all_tasks"], row["shared_layers"]
         md.append(f"| {v}{f' {layers}' if layers is not None else ''} | {f'{params:,}' if params else '-'} | ")
         md[-1] += " | ".join(fmt(row["scores"][t]) for t in TASKS) + " |"
-    recorded = {v: row for v, row in result["shared"].items() if row.get("recorded")}
-    md += ["", "Runs that gave every dev example of a task the same class (a collapse to one answer; recorded from "
-               "session 15 on, so only for " + (", ".join(f"{row['recorded']} {v}" for v, row in recorded.items())
-                                              or "no") + " run(s)): " +
-           ("; ".join(f"{v}: {', '.join(row['one_answer']) or 'none'}" for v, row in recorded.items()) or "-") + "."]
+    recorded = sum(row.get("recorded", 0) for row in result["shared"].values())
+    one_answer = [f"{v} {x}" for v, row in result["shared"].items() for x in row.get("one_answer", [])]
+    md += ["", f"Collapse to one answer (every dev example of a task given the same class), among the {recorded} shared "
+               f"runs that record it (runs made before commit 3974db9 do not): {', '.join(one_answer) or 'none'}."]
     md += ["", "## 5. RQ1 and RQ2: attention outputs under full fine-tuning\n"]
     for task, r in result["rq"].items():
         # The same models as the verdicts: those that learned, or all of them if none did (then say so).

@@ -188,7 +188,7 @@ def test_patterns_study_runs_end_to_end_on_a_tiny_model(tmp_path):
     assert [m["seed"] for m in models] == [0, 1, 2] and len(models[0]["layers"]) == 2 and "change" in models[0]["layers"][0]
     assert result["shared"]["all"]["adapter_params_all_tasks"] == 4 * 32 * 2  # 2 layers shared by all five tasks
     assert result["shared"]["none"]["scores"]["stsb"]["n"] == 3
-    assert result["shared"]["none"]["recorded"] == 3 and "Runs that gave every dev example of a task the same class" in text
+    assert result["shared"]["none"]["recorded"] == 3 and "Collapse to one answer (every dev example of a task given the same class), among the 9 shared" in text
     assert "## 2. Which parts matter?" in text and "| rte |" in text
     assert "## Conclusions" in text and "rte" in result["learned"]
     assert any(line.startswith("**Which parts matter**") for line in result["conclusions"])
