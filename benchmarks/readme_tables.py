@@ -5,7 +5,8 @@
 
 A block sits between `<!-- BEGIN results/NAME -->` and `<!-- END results/NAME -->`; its content is
 taken from `results/NAME/results.md`: the first table (`BEGIN results/NAME table=2`: the second;
-`table=0`: none) and the file's list (its lines that start with "- ": ratios, or conclusions), if it has one.
+`table=0`: none) and the file's list (its lines that start with "- ": ratios, or conclusions), if it has one
+(`BEGIN results/NAME table=3 list=no`: the table alone, for a second block from the same file).
 """
 import argparse
 import os
@@ -15,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSTS = ["README.md", "results/patterns.md"]  # the files with marked blocks
-BLOCK = re.compile(r"(<!-- BEGIN (results/[\w.-]+)(?: table=(\d+))? -->\n)(.*?)(<!-- END \2 -->)", re.S)
+BLOCK = re.compile(r"(<!-- BEGIN (results/[\w.-]+)(?: table=(\d+))?( list=no)? -->\n)(.*?)(<!-- END \2 -->)", re.S)
 
 
 def nth_table(text: str, n: int = 1) -> list:
@@ -33,12 +34,12 @@ def ratios(text: str) -> list:
     return [line for line in text.splitlines() if line.startswith("- ")]
 
 
-def render(name: str, table: int = 1, host: str = "README.md") -> str:
+def render(name: str, table: int = 1, host: str = "README.md", with_list: bool = True) -> str:
     path = ROOT / name / "results.md"
     if not path.is_file():
         raise SystemExit(f"{host} names {name}, but {path} does not exist; run the command that writes it")
     text = path.read_text()
-    body = (nth_table(text, table) if table else []) + ([""] + ratios(text) if ratios(text) else [])
+    body = (nth_table(text, table) if table else []) + ([""] + ratios(text) if with_list and ratios(text) else [])
     body = body[1:] if not table and body else body
     link = Path(os.path.relpath(path, (ROOT / host).parent)).as_posix()
     return "\n".join(body) + f"\n\n(From [`{name}/results.md`]({link}), which names the command, machine, threads and precision.)\n"
@@ -46,8 +47,8 @@ def render(name: str, table: int = 1, host: str = "README.md") -> str:
 
 def rendered(host: str) -> tuple:
     old = (ROOT / host).read_text()
-    new = BLOCK.sub(lambda m: m.group(1) + render(m.group(2), int(m.group(3) if m.group(3) is not None else 1), host)
-                    + m.group(5), old)
+    new = BLOCK.sub(lambda m: m.group(1) + render(m.group(2), int(m.group(3) if m.group(3) is not None else 1), host,
+                                                  with_list=not m.group(4)) + m.group(6), old)
     return old, new
 
 
