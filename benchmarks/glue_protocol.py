@@ -361,11 +361,16 @@ def fmt(x, digits=1) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def n_seeds(summary: dict, method: str, task: str) -> int:
+    """How many final seeds a method has on a task (0 when it has none yet)."""
+    return len(summary.get(method, {}).get(task, {}).get("scores", []))
+
+
 def targets(summary: dict) -> list:
     """Issue 8's targets, each met, missed (by how much) or not decided yet, from the numbers alone."""
     full, had = summary.get("full", {}), summary.get("hadamard2", {})
-    seeds = {f"{t} ({name})": len(runs.get(t, {}).get("scores", []))
-             for name, runs in (("full fine-tuning", full), ("adapter", had)) for t in MEAN4}
+    seeds = {f"{t} ({name})": n_seeds(summary, method, t)
+             for name, method in (("full fine-tuning", "full"), ("adapter", "hadamard2")) for t in MEAN4}
     lines = []
     if full.get("mean4") is None or had.get("mean4") is None:
         lines.append("- **Target: the two-stage adapter at 99% of full fine-tuning on the mean of 4**: not decided yet "
@@ -398,7 +403,7 @@ def targets(summary: dict) -> list:
             state = "met" if len(above) == len(others) else f"missed: not above {', '.join(m for m in done if m not in above)}"
             gaps = ", ".join(f"{m} {had['mean4'] - summary[m]['mean4']:+.1f}" for m in others)
             # a mean over three seeds against one-seed baselines: their side has no measured seed noise yet
-            thin = [m for m in ["hadamard2"] + others if min(len(summary[m].get(t, {}).get("scores", [])) for t in MEAN4) < 3]
+            thin = [m for m in ["hadamard2"] + others if min(n_seeds(summary, m, t) for t in MEAN4) < 3]
             state += (f" (the adapter minus each, in points: {gaps})" +
                       (f"; preliminary: fewer than 3 seeds for {', '.join(thin)}, so a gap this size may be seed noise"
                        if thin else ""))
@@ -412,9 +417,12 @@ def bf16_target(runs: dict) -> list:
     cpu = [r for r in runs.values() if r.get("device") == "cpu"]
     if not cpu or any(r.get("precision") != "fp32" for r in cpu):
         return []
+    # "auto" chose float32 only where the CPU has no native bf16; a run forced to --precision fp32 says nothing of it
+    auto = all("--precision" not in r.get("command", "") for r in cpu)
     return ["- **Target: CPU bf16 at least 1.8x float32 for Hadamard training, scores inside seed noise**: not decided "
-            "by these runs: they trained in float32, as `precision=\"auto\"` picks bf16 only on a CPU with native bf16, "
-            "which this one lacks (the README's \"bf16 on the CPU\" measures emulated bf16 on it)."]
+            "by these runs: they trained in float32" + (
+                ", as `precision=\"auto\"` picks bf16 only on a CPU with native bf16, which this one lacks (the "
+                "README's \"bf16 on the CPU\" measures emulated bf16 on it)." if auto else " (`--precision` set).")]
 
 
 def minutes(runs: dict) -> str:

@@ -702,10 +702,9 @@ def conclusions(result: dict) -> list:
                        + (f"; they do on {', '.join(held)}" if held else "") + "; not shown on "
                        + "; ".join(f"{t}: {', '.join(f)}" for t, f in failing.items() if f))
         # Shown, not a verdict: which single part comes closest to all three, and whether all three is clearly ahead.
-        names = {"W": "W", "b": "b", "LN": "LayerNorm"}
         best = {t: max(("W", "b", "LN"), key=lambda x: r[x]["mean"]) for t, r in rows.items()}
         behind = [t for t, r in rows.items() if beats(r, "all (protocol hadamard2)", best[t])]
-        verdict += (". Best single part by mean: " + ", ".join(f"{t} {names[x]}" for t, x in best.items()) +
+        verdict += (". Best single part by mean: " + ", ".join(f"{t} {'LayerNorm' if x == 'LN' else x}" for t, x in best.items()) +
                     ("; all three beats it beyond the noise on " + ", ".join(behind) if behind else
                      "; all three is not ahead of it beyond the noise on any task"))
         lines.append(f"{topic}, on {', '.join(rows)}: {_few(*groups)}{verdict}. Dev x100, stage 2 training one part "

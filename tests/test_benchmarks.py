@@ -98,8 +98,11 @@ def test_targets_are_met_missed_or_undecided_from_the_numbers():
     three = {m: method(70.0, 3) for m in ("bitfit", "layernorm", "ia3")}
     assert gp.targets({"full": method(80.0, 3), "hadamard2": method(79.5, 3, trainable=400), **three})[2].endswith(
         "met (the adapter minus each, in points: bitfit +9.5, layernorm +9.5, ia3 +9.5).")
-    run = lambda precision, device="cpu": {"precision": precision, "device": device}
-    assert "not decided by these runs" in gp.bf16_target({"a": run("fp32"), "b": run("bf16", "cuda")})[0]
+    run = lambda precision, device="cpu", command="glue_protocol.py": {"precision": precision, "device": device,
+                                                                        "command": command}
+    assert "which this one lacks" in gp.bf16_target({"a": run("fp32"), "b": run("bf16", "cuda")})[0]
+    forced = gp.bf16_target({"a": run("fp32"), "b": run("fp32", command="glue_protocol.py --precision fp32")})[0]
+    assert "not decided by these runs" in forced and "lacks" not in forced  # fp32 by choice says nothing of the CPU
     assert gp.bf16_target({"a": run("fp32"), "b": run("bf16")}) == []  # a CPU run in bf16: the runs could say more
 
 
@@ -345,9 +348,8 @@ def test_pattern_lines_name_uneven_seeds_the_best_part_and_noisy_losses():
     parts = line(result, "Which parts matter")
     assert "; they do on sst2; not shown on stsb: b above W." in parts
     assert "Best single part by mean: sst2 LayerNorm, stsb LayerNorm; all three beats it beyond the noise on stsb" in parts
-    score = lambda *v: _spread(*v)
-    result["shared"] = {"none": {"adapter_params_all_tasks": 30, "scores": {"sst2": score(0.80, 0.81), "stsb": score(0.80, 0.80)}},
-                        "all": {"adapter_params_all_tasks": 10, "scores": {"sst2": score(0.50, 0.90), "stsb": score(0.70, 0.70)}}}
+    result["shared"] = {"none": {"adapter_params_all_tasks": 30, "scores": {"sst2": _spread(0.80, 0.81), "stsb": _spread(0.80, 0.80)}},
+                        "all": {"adapter_params_all_tasks": 10, "scores": {"sst2": _spread(0.50, 0.90), "stsb": _spread(0.70, 0.70)}}}
     shared = line(result, "Shared adapters")
     assert "worse beyond the noise on stsb; a loss the seeds' spread cannot yet separate from noise on sst2 (sd up to 28.3)" in shared
 
