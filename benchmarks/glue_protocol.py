@@ -32,6 +32,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -378,14 +379,16 @@ def targets(summary: dict) -> list:
     else:
         f4, h4 = per_seed(summary, "full", "mean4"), per_seed(summary, "hadamard2", "mean4")
         value, sd = ratio(f4, h4)
-        spread = "" if sd is None else f" ± {sd:.1f} over {len(f4.keys() & h4.keys())} seeds"
+        paired = sorted(f4.keys() & h4.keys())
+        spread = "" if sd is None else (f" ± {sd:.1f} over {len(paired)} seeds (each seed: " +
+                                        ", ".join(f"{100 * h4[s] / f4[s]:.1f}" for s in paired) + ")")
         state = ("met" if value >= 99 else f"missed by {99 - value:.1f} points") if min(seeds.values()) >= 3 else \
             f"not decided yet ({'met' if value >= 99 else f'{99 - value:.1f} points short'} so far; fewer than 3 seeds " \
             f"for {', '.join(sorted(k for k, n in seeds.items() if n < 3))})"
         tried = "" if value >= 99 else (
             f" Tried: adapter rates {', '.join(f'{lr:g}' for lr in GRIDS['hadamard2'])} chosen per task on held-out "
             f"training data, {EPOCHS} adapter epochs after {HEAD_EPOCHS} head-only epoch, the head training in stage 2 "
-            "(the recipe's defaults; the README's two-stage sweep tried the others on small subsets).")
+            "(the recipe's defaults; only the README's two-stage sweep, one seed on small subsets, tried the others).")
         lines.append(f"- **Target: the two-stage adapter at 99% of full fine-tuning on the mean of 4 (three seeds)**: "
                      f"{value:.1f}%{spread}: {state}.{tried}")
     counted = [had[t] for t in ["sst2"] + TASKS if had.get(t, {}).get("trainable")]  # SST-2's head, as in the table
@@ -446,10 +449,15 @@ def write_tables(out: Path) -> str:
     if not runs:
         raise SystemExit(f"no finished runs under {out / 'runs'}: run the protocol first")
     any_run = next(iter(runs.values()))
+    # Runs came from several workers and sessions: say what most ran with, and how many ran otherwise.
+    counted = lambda key: ", ".join(f"{v} in {n}" for v, n in Counter(str(r.get(key)) for r in runs.values()).most_common())
+    command, n_command = Counter(r["command"] for r in runs.values()).most_common(1)[0]
     lines = [f"# GLUE protocol: every method at real scale ({any_run['machine']})", "",
-             f"Command: `{any_run['command']}` (every run records its own; see `runs/*.json`).  ",
+             f"Command: `{command}` ({n_command} of the {len(runs)} runs; each worker was started with its own "
+             "`--threads` and `--time-budget`, and every run records its command in `runs/*.json`).  ",
              f"torch {any_run['torch']}; model {hl.DEFAULT_MODEL} (6 layers, d=384, 22.7M parameters, float32 master "
-             f"weights); precision {any_run['precision']}; {any_run['threads']} thread(s) per worker; data: GLUE TSV "
+             f"weights); precision (runs): {counted('precision')}; threads per worker (runs): {counted('threads')}; "
+             "data: GLUE TSV "
              "(dev sets complete; training sets complete except SST-2: "
              f"{summary.get('full', {}).get('sst2', {}).get('train_examples') or 'see runs'} examples).  ",
              f"Protocol: rate per method and task chosen on a held-out 10% of the training set (grid trained on "

@@ -698,8 +698,8 @@ def conclusions(result: dict) -> list:
                            if not beats(r, x, y)] for t, r in rows.items()}
             every = groups + [r["head only (protocol)"] for r in rows.values()]  # head only's spread is noise too
             held = [t for t, f in failing.items() if not f]
-            verdict = (f"not confirmed: the parts do not separate this way, beyond {_noise(*every)}, on every task"
-                       + (f"; they do on {', '.join(held)}" if held else "") + "; not shown on "
+            verdict = (f"not confirmed on every task: beyond {_noise(*every)}, the parts separate this way on "
+                       + (", ".join(held) if held else "no task") + "; not shown on "
                        + "; ".join(f"{t}: {', '.join(f)}" for t, f in failing.items() if f))
         # Shown, not a verdict: which single part comes closest to all three, and whether all three is clearly ahead.
         best = {t: max(("W", "b", "LN"), key=lambda x: r[x]["mean"]) for t, r in rows.items()}
@@ -805,9 +805,11 @@ def conclusions(result: dict) -> list:
         n_models = sum(map(len, rq_rows.values()))
         reused = [f"{t} seed {m['seed']}" for t, ms in rq_rows.items() for m in ms if m.get("reused")]
         if len(reused) == n_models:  # models git ignores and this machine no longer has: the last analysis's numbers
-            seeds += f"; all {n_models} models: numbers of the previous analysis"
+            seeds += (f"; all {n_models} models: numbers of an earlier analysis with the same settings, kept because "
+                      "the models (git-ignored, too large to commit) are not on the machine that ran this one")
         elif reused:
-            seeds += f"; numbers of the previous analysis for {', '.join(reused)}"
+            seeds += (f"; numbers of an earlier analysis with the same settings for {', '.join(reused)} (models not on "
+                      "this machine)")
         # growth[t][layer] = that layer's norm growth on every seed of task t
         growth = {t: list(zip(*[[f["norm_after"] / f["norm_before"] - 1 for f in m["layers"]] for m in ms]))
                   for t, ms in rq_rows.items()}
