@@ -340,10 +340,18 @@ def ratio(full: dict, had: dict, control: float = 0.0) -> tuple | None:
     f, h = statistics.mean(full.values()), statistics.mean(had.values())
     if f - control < 2:
         return None
-    paired = [s for s in full if s in had]
-    sd = (statistics.stdev(100 * (had[s] - control) / (full[s] - control) for s in paired)
-          if len(paired) > 1 and all(full[s] - control >= 2 for s in paired) else None)
+    each = seed_ratios(full, had, control)
+    sd = statistics.stdev(each.values()) if len(each) > 1 else None
     return 100 * (h - control) / (f - control), sd
+
+
+def seed_ratios(full: dict, had: dict, control: float = 0.0) -> dict:
+    """{seed: 100 (h - control) / (f - control)} for the seeds both ran, or {} when a seed's full
+    fine-tuning gains under 2 points over the control (its ratio would be noise over noise)."""
+    paired = sorted(s for s in full if s in had)
+    if any(full[s] - control < 2 for s in paired):
+        return {}
+    return {s: 100 * (had[s] - control) / (full[s] - control) for s in paired}
 
 
 def ratio_cell(full: dict, had: dict, control: float = 0.0) -> str:
@@ -379,9 +387,9 @@ def targets(summary: dict) -> list:
     else:
         f4, h4 = per_seed(summary, "full", "mean4"), per_seed(summary, "hadamard2", "mean4")
         value, sd = ratio(f4, h4)
-        paired = sorted(f4.keys() & h4.keys())
-        spread = "" if sd is None else (f" ± {sd:.1f} over {len(paired)} seeds (each seed: " +
-                                        ", ".join(f"{100 * h4[s] / f4[s]:.1f}" for s in paired) + ")")
+        each = seed_ratios(f4, h4)
+        spread = "" if sd is None else (f" ± {sd:.1f} over {len(each)} seeds (each seed: " +
+                                        ", ".join(f"{r:.1f}" for r in each.values()) + ")")
         state = ("met" if value >= 99 else f"missed by {99 - value:.1f} points") if min(seeds.values()) >= 3 else \
             f"not decided yet ({'met' if value >= 99 else f'{99 - value:.1f} points short'} so far; fewer than 3 seeds " \
             f"for {', '.join(sorted(k for k, n in seeds.items() if n < 3))})"
@@ -434,12 +442,11 @@ def minutes(runs: dict) -> str:
     spans = {}
     for r in runs.values():
         spans.setdefault(r["method"], {}).setdefault(r["task"], []).append(r["seconds"] / 60)
-    threads = sorted({r.get("threads") for r in runs.values()}, key=str)
     cells = [f"{m}: " + ", ".join(f"{t} {statistics.median(v):.0f}" + (f" ({min(v):.0f}-{max(v):.0f})" if len(v) > 1 else "")
                                   for t in TASKS if (v := spans[m].get(t)))
              for m in METHODS if m in spans]
     return (f"- **Minutes per run**, median (range) over a method's grid and final runs on a task "
-            f"({'/'.join(map(str, threads))} thread(s) per worker, usually beside a second worker; a pause listed in "
+            "(threads per worker as counted in the results file's header, usually beside a second worker; a pause listed in "
             "`pauses.md` counts in its run's minutes, hence the odd long one): " + "; ".join(cells) + ".")
 
 

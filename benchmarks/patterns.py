@@ -804,12 +804,10 @@ def conclusions(result: dict) -> list:
         seeds = ", ".join(f"{t} {len(ms)}" for t, ms in rq_rows.items())
         n_models = sum(map(len, rq_rows.values()))
         reused = [f"{t} seed {m['seed']}" for t, ms in rq_rows.items() for m in ms if m.get("reused")]
-        if len(reused) == n_models:  # models git ignores and this machine no longer has: the last analysis's numbers
-            seeds += (f"; all {n_models} models: numbers of an earlier analysis with the same settings, kept because "
-                      "the models (git-ignored, too large to commit) are not on the machine that ran this one")
-        elif reused:
-            seeds += (f"; numbers of an earlier analysis with the same settings for {', '.join(reused)} (models not on "
-                      "this machine)")
+        if reused:  # models git ignores and this machine no longer has: the last analysis's numbers
+            scope = f"all {n_models} models" if len(reused) == n_models else ", ".join(reused)
+            seeds += (f"; {scope}: numbers of an earlier analysis with the same settings, kept because the models "
+                      "(git-ignored, too large to commit) are not on the machine that ran this one")
         # growth[t][layer] = that layer's norm growth on every seed of task t
         growth = {t: list(zip(*[[f["norm_after"] / f["norm_before"] - 1 for f in m["layers"]] for m in ms]))
                   for t, ms in rq_rows.items()}

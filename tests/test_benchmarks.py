@@ -78,6 +78,8 @@ def test_means_over_tasks_and_ratios_get_a_spread_only_from_seeds_that_pair_up()
     assert gp.ratio_cell({"all": 80.0}, {"all": 60.0}) == "75.0"
     assert gp.ratio_cell({"0": 53.0, "1": 60.0}, {"0": 52.0, "1": 58.0}, control=52.0) == "66.7"  # seed 0 gains 1: no sd
     assert gp.ratio_cell({"0": 53.0, "1": 53.5}, {"0": 52.0, "1": 58.0}, control=52.0) == "-"  # full gains 1.25 < 2
+    assert gp.seed_ratios({"0": 50.0, "1": 100.0, "2": 90.0}, {"0": 50.0, "1": 50.0}) == {"0": 100.0, "1": 50.0}
+    assert gp.seed_ratios({"0": 53.0, "1": 60.0}, {"0": 52.0, "1": 58.0}, control=52.0) == {}  # seed 0 gains 1
 
 
 def test_targets_are_met_missed_or_undecided_from_the_numbers():
@@ -393,7 +395,7 @@ def test_pruning_and_rq_verdicts_name_the_right_tasks_and_maps():
     assert "on the fine-tuned outputs, it does not suffice" in line(result, "RQ2")
     # Models this machine no longer has: named one by one when some are reused, in one phrase when all are.
     result["rq"]["sst2"]["models"][1]["reused"] = True
-    assert "numbers of an earlier analysis with the same settings for sst2 seed 1 (models" in line(result, "RQ1")
+    assert "; sst2 seed 1: numbers of an earlier analysis with the same settings, kept because" in line(result, "RQ1")
     for m in result["rq"]["sst2"]["models"]:
         m["reused"] = True
     assert "all 3 models: numbers of an earlier analysis with the same settings, kept because" in line(result, "RQ1")
@@ -442,4 +444,5 @@ def test_minutes_per_run_are_medians_and_ranges_of_the_run_files():
     runs = {"a": run("rte", "full", 600), "b": run("rte", "full", 720), "c": run("rte", "full", 3600),
             "d": run("mrpc", "head", 300)}
     line = gp.minutes(runs)
-    assert "full: rte 12 (10-60)" in line and "head: mrpc 5." in line and "1 thread(s)" in line
+    assert "full: rte 12 (10-60)" in line and "head: mrpc 5." in line
+    assert "1 thread" not in line and "header" in line  # the header counts threads, once
