@@ -428,12 +428,9 @@ def bf16_target(runs: dict) -> list:
     cpu = [r for r in runs.values() if r.get("device") == "cpu"]
     if not cpu or any(r.get("precision") != "fp32" for r in cpu):
         return []
-    # "auto" chose float32 only where the CPU has no native bf16; a run forced to --precision fp32 says nothing of it
-    auto = all("--precision" not in r.get("command", "") for r in cpu)
     return ["- **Target: CPU bf16 at least 1.8x float32 for Hadamard training, scores inside seed noise**: not decided "
-            "by these runs: they trained in float32" + (
-                ", as `precision=\"auto\"` picks bf16 only on a CPU with native bf16, which this one lacks (the "
-                "README's \"bf16 on the CPU\" measures emulated bf16 on it)." if auto else " (`--precision` set).")]
+            "by these runs: they trained in float32, which `precision=\"auto\"` keeps on every CPU (the README's "
+            "\"bf16 on the CPU\" says why, and measures bf16 on this project's CPU, which emulates it)."]
 
 
 def minutes(runs: dict) -> str:
@@ -442,12 +439,14 @@ def minutes(runs: dict) -> str:
     spans = {}
     for r in runs.values():
         spans.setdefault(r["method"], {}).setdefault(r["task"], []).append(r["seconds"] / 60)
-    cells = [f"{m}: " + ", ".join(f"{t} {statistics.median(v):.0f}" + (f" ({min(v):.0f}-{max(v):.0f})" if len(v) > 1 else "")
+    mins = lambda x: f"{x:.0f}" if x >= 1 else f"{x:.1f}"  # GPU runs take seconds
+    cells = [f"{m}: " + ", ".join(f"{t} {mins(statistics.median(v))}" + (f" ({mins(min(v))}-{mins(max(v))})" if len(v) > 1 else "")
                                   for t in TASKS if (v := spans[m].get(t)))
              for m in METHODS if m in spans]
     return (f"- **Minutes per run**, median (range) over a method's grid and final runs on a task "
-            "(threads per worker as counted in the results file's header, usually beside a second worker; a pause listed in "
-            "`pauses.md` counts in its run's minutes, hence the odd long one): " + "; ".join(cells) + ".")
+            "(threads per worker as counted in the results file's header; workers usually shared the machine, and a pause "
+            "listed in `pauses.md`, where there is one, counts in its run's minutes, hence the odd long one): "
+            + "; ".join(cells) + ".")
 
 
 def write_tables(out: Path) -> str:
@@ -491,7 +490,7 @@ def write_tables(out: Path) -> str:
         for t in TASKS:
             c = s.get(t)
             if not c or c["mean"] is None:
-                cells.append("running" if c else "-")
+                cells.append("grid only" if c else "-")
             else:
                 cells.append(f"{fmt(c['mean'])}" + (f" ± {fmt(c['sd'])}" if c["sd"] is not None else "") +
                              f" (n={len(c['scores'])})")
@@ -513,6 +512,9 @@ def write_tables(out: Path) -> str:
                  f" | **{plain[-2]}** | {plain[-1]} | | | |")
     lines.append("| Hadamard's gain over the majority class as % of full fine-tuning's (`-`: full gains under 2 points) | "
                  + " | ".join(gain[:len(TASKS)]) + f" | {gain[-2]} | {gain[-1]} | | | |")
+    if "hadamard1" in summary:  # the one-stage variant, the same plain ratio
+        one = [ratio_cell(per_seed(summary, "full", t), per_seed(summary, "hadamard1", t)) for t in keys]
+        lines.append("| Hadamard (one stage) as % of full | " + " | ".join(one[:len(TASKS)]) + f" | {one[-2]} | {one[-1]} | | | |")
     lines += [""] + targets(summary) + bf16_target(runs) + [minutes(runs)]
     lines += ["", "Learning rates chosen on held-out training data (held-out score per rate, x100):", "",
               "| method | " + " | ".join(TASKS) + " |", "|---|" + "---|" * len(TASKS)]
@@ -544,7 +546,7 @@ def write_tables(out: Path) -> str:
     planned = len(jobs(METHODS, TASKS, seeds))
     lines += ["", f"Runs finished: {len(runs)} of the {planned} that the runs' command makes (`--seeds {seeds}`): 8 methods "
               f"x 5 tasks x 3 grid rates, then 3 seeds for full fine-tuning and both Hadamard variants and {seeds} for "
-              "the others. `running` marks a task whose grid has finished runs but no final run yet."]
+              "the others. `grid only` marks a task whose grid has finished runs but no final run."]
     text = "\n".join(lines) + "\n"
     atomic_write(out / "results.md", lambda tmp: Path(tmp).write_text(text))
     atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1) + "\n"))

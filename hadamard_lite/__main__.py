@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="auto: bf16 on GPUs and CPUs with native bf16, fp16 on older GPUs, else fp32")
+                   help="auto: bf16 on recent GPUs, fp16 on older ones, fp32 on CPUs and MPS (bf16 there: ask for it)")
     p.add_argument("--output", default=None, help="where to save the adapter (default: runs/TASK)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run of the same command from its last finished epoch")
