@@ -1,5 +1,6 @@
 """The project's own files: one dependency list, a light core, a working demo."""
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -107,3 +108,64 @@ def test_notebooks_05_and_06_show_the_packaged_verdicts():
                         for out in cell.get("outputs", []))
         missing = [v[:80] for v in verdicts if mine(v) and f"• {v}" not in shown]
         assert not missing, f"notebooks/{name}.ipynb shows older verdicts than the packaged results: {missing}"
+
+
+def _prose(name: str) -> str:
+    """A document's own words, whitespace collapsed: README without its rendered blocks (test_benchmarks
+    compares those with the results files), a notebook's markdown cells."""
+    path = ROOT / name
+    if path.suffix == ".ipynb":
+        text = " ".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "markdown")
+    else:
+        text = re.sub(r"<!-- BEGIN.*?<!-- END[^>]*-->", "", path.read_text(), flags=re.S)
+    return " ".join(text.split())
+
+
+def _results(name: str) -> str:
+    return " ".join((ROOT / "results" / name).read_text().split())
+
+
+def test_numbers_quoted_in_prose_come_from_the_results_files():
+    """Every number README or notebook 03 quotes in its prose, read back from (or computed from) the
+    committed results file it comes from: a rerun that changes one fails here until the prose follows."""
+    readme, nb03 = _prose("README.md"), _prose("notebooks/03_glue_finetuning.ipynb")
+    protocol, speed, sweep = _results("glue_protocol_cpu/results.md"), _results("speed_cpu/results.md"), _results("two_stage_sweep/results.md")
+    paper4 = re.search(r"\| hadamard \|(?: [\d.]+ \|){6} ([\d.]+) \|", protocol).group(1)  # the paper's % of full, mean of 4
+    control = dict(zip(["rte", "mrpc", "stsb", "cola", "sst2"], re.search(
+        r"\| majority class \(control\) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", protocol).groups()))
+    assert f"BERT-base row gives {paper4}%" in readme and f"BERT-base row gives {paper4}% there" in nb03
+    assert f"SST-2 and STS-B (controls {control['sst2']} and {float(control['stsb']):.0f}," in nb03
+
+    # speed: method ratios inside our trainer, and the trainer ratios as a range over the three methods
+    method = re.search(r"Hadamard / full fine-tuning ([\d.]+)x; Hadamard / IA3 ([\d.]+)x; Hadamard / LoRA ([\d.]+)x", speed).groups()
+    assert f"trains {method[0]}x as fast as full fine-tuning" in readme
+    assert f"IA3 and LoRA ({method[1]}x, {method[2]}x)" in readme
+    trainer = re.search(r"for Hadamard ([\d.]+)x \(with group_by_length ([\d.]+)x\); for IA3 ([\d.]+)x \(([\d.]+)x\); "
+                        r"for LoRA ([\d.]+)x \(([\d.]+)x\)", speed).groups()
+    plain, grouped = [float(x) for x in trainer[0::2]], [float(x) for x in trainer[1::2]]
+    assert f"runs {min(plain):.1f}-{max(plain):.1f}x slower than ours" in readme
+    assert f"it is {min(grouped):.2f}-{max(grouped):.2f}x slower" in readme
+    rows = json.loads((ROOT / "results/speed_cpu/results.json").read_text())["rows"]
+    spreads = [100 * (r["max"] - r["min"]) / r["median"] for r in rows if r["median"]]
+    assert f"are {min(spreads):.1f}-{max(spreads):.1f}% of the median" in readme
+
+    # bf16 quality on the GPU: RTE's two-stage adapter, its gap in points and in dev answers, its distance to the control
+    scores = json.loads((ROOT / "results/precision_quality_gpu/results.json").read_text())["rows"]
+    rte = {p: [100 * r["score"] for r in scores if (r["task"], r["method"], r["precision"]) == ("rte", "hadamard2", p)]
+           for p in ("fp32", "bf16")}
+    gap = sum(rte["fp32"]) / 3 - sum(rte["bf16"]) / 3
+    worst = max(abs(s - float(control["rte"])) for s in rte["fp32"] + rte["bf16"])
+    assert f"scored {gap:.1f} points lower in bf16 ({round(gap * 277 / 100)} of 277 dev answers)" in readme
+    assert f"within {worst:.1f} points of the majority class ({control['rte']})" in readme
+
+    # the early two-stage sweep (600 examples): rows are head lr | adapter lr | head in stage 2 | sst2 | mrpc | mean
+    table = {tuple(r[:3]): r[3:] for r in re.findall(r"\| ([\d.]+) \| ([\d.]+) \| (yes|no) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", sweep)}
+    best, mean = table[("0.01", "0.01", "yes")], lambda key: table[key][2]
+    others = ", ".join(mean(("0.01", lr, "yes")) for lr in ("0.001", "0.003", "0.03"))
+    assert f"mean of SST-2 and MRPC {best[2]} vs {others})" in readme
+    assert f"higher than freezing it ({best[2]} vs {mean(('0.01', '0.01', 'no'))})" in readme
+    assert f"tied ({best[2]}, {mean(('0.001', '0.01', 'yes'))})" in readme
+    assert f"scored {best[0]} against {table[('0.01', '0.01', 'no')][0]} frozen" in nb03
+    mrpc = [float(r[1]) for r in table.values()]
+    assert f"(MRPC moved by at most {max(mrpc) - min(mrpc):.1f} points)" in readme
+    assert f"near its majority class (F1 {control['mrpc']})" in readme
