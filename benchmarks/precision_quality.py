@@ -64,7 +64,9 @@ def main() -> None:
 def write_table(out: Path, rows: list) -> None:
     meta = json.loads((out / "results.json").read_text())["meta"]
     lines = [f"# bf16 vs float32 quality ({meta['machine']})", "", f"Command: `{meta['command']}`  ",
-             f"torch {meta['torch']}; full training and dev sets; scores x100, mean ± sd over seeds.", "",
+             f"torch {meta['torch']}; torch threads {', '.join(sorted({str(r.get('threads')) for r in rows}))}; "
+             "precision as in each column (bf16: autocast, float32 master weights); full training and dev sets; "
+             "scores x100, mean ± sd over seeds.", "",
              "| task | method | float32 | bf16 | difference | inside seed spread? |", "|---|---|---|---|---|---|"]
     for task in dict.fromkeys(r["task"] for r in rows):
         for method in dict.fromkeys(r["method"] for r in rows):
