@@ -90,6 +90,9 @@ def test_targets_are_met_missed_or_undecided_from_the_numbers():
             tasks[name], tasks[name + "_by_seed"] = score, gp.by_seed(tasks, keys)
         return tasks
     lines = gp.targets({"full": method(80.0, 3), "hadamard2": method(78.0, 3, trainable=400)})
+    assert "one-stage" not in lines[0]  # not run: nothing to say
+    with_one = gp.targets({"full": method(80.0, 3), "hadamard2": method(78.0, 3, trainable=400), "hadamard1": method(76.0, 3)})
+    assert with_one[0].endswith("The one-stage variant (adapters, LayerNorms and head trained together, same rates grid): 95.0% ± 0.0.")
     assert "97.5% ± 0.0 over 3 seeds (each seed: 97.5, 97.5, 97.5): missed by 1.5 points" in lines[0]
     assert lines[1].endswith("0.0400%: met.") and "not decided yet" in lines[2]
     lines = gp.targets({"full": method(80.0, 3), "hadamard2": method(79.5, 2, trainable=600), "bitfit": method(70.0, 1),
