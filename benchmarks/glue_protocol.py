@@ -509,16 +509,17 @@ def write_tables(out: Path) -> str:
     # The plain ratio, and the same ratio above the control (what each method gained over always answering the
     # majority class): where the control is near full fine-tuning (RTE, MRPC) the plain ratio is near 100% whatever
     # the adapter learned.
-    keys = TASKS + ["mean4", "mean5"]
-    plain = [ratio_cell(per_seed(summary, "full", t), per_seed(summary, "hadamard2", t)) for t in keys]
-    gain = [ratio_cell(per_seed(summary, "full", t), per_seed(summary, "hadamard2", t), control[t]) for t in keys]
-    lines.append("| **Hadamard (two-stage) as % of full** | " + " | ".join(plain[:len(TASKS)]) +
-                 f" | **{plain[-2]}** | {plain[-1]} | | | |")
-    lines.append("| Hadamard's gain over the majority class as % of full fine-tuning's (`-`: full gains under 2 points) | "
-                 + " | ".join(gain[:len(TASKS)]) + f" | {gain[-2]} | {gain[-1]} | | | |")
+    def ratio_row(label: str, method: str, controls=None, bold_mean4=False) -> str:
+        cells = [ratio_cell(per_seed(summary, "full", t), per_seed(summary, method, t), controls[t] if controls else 0.0)
+                 for t in TASKS + ["mean4", "mean5"]]
+        mean4 = f"**{cells[-2]}**" if bold_mean4 else cells[-2]
+        return f"| {label} | " + " | ".join(cells[:len(TASKS)]) + f" | {mean4} | {cells[-1]} | | | |"
+
+    lines.append(ratio_row("**Hadamard (two-stage) as % of full**", "hadamard2", bold_mean4=True))
+    lines.append(ratio_row("Hadamard's gain over the majority class as % of full fine-tuning's (`-`: full gains under "
+                           "2 points)", "hadamard2", controls=control))
     if "hadamard1" in summary:  # the one-stage variant, the same plain ratio
-        one = [ratio_cell(per_seed(summary, "full", t), per_seed(summary, "hadamard1", t)) for t in keys]
-        lines.append("| Hadamard (one stage) as % of full | " + " | ".join(one[:len(TASKS)]) + f" | {one[-2]} | {one[-1]} | | | |")
+        lines.append(ratio_row("Hadamard (one stage) as % of full", "hadamard1"))
     lines += [""] + targets(summary) + bf16_target(runs) + [minutes(runs)]
     lines += ["", "Learning rates chosen on held-out training data (held-out score per rate, x100):", "",
               "| method | " + " | ".join(TASKS) + " |", "|---|" + "---|" * len(TASKS)]

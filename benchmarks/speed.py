@@ -28,8 +28,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hadamard_lite as hl  # noqa: E402
 from hadamard_lite.adapter_files import atomic_write  # noqa: E402
 from hadamard_lite.data import encode, load_glue  # noqa: E402
-from hadamard_lite.trainer import TrainConfig, Trainer, cpu_has_native_bf16, pick_device, precision_for  # noqa: E402
+from hadamard_lite.trainer import TrainConfig, Trainer, pick_device, precision_for  # noqa: E402
 from methods import prepare  # noqa: E402
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU has bf16 instructions (AVX-512 BF16 or AMX). Without them bf16 matrix
+    products are emulated and far slower than float32 (``results/speed_cpu_precision``), so the
+    results file names it beside its speeds."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: no cheap, reliable check, so assume not
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
 
 LR = {"full": 5e-5, "lora": 1e-3}  # speed does not depend on the rate; 1e-2 for the small methods
 

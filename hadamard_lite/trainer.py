@@ -73,17 +73,6 @@ def pick_device(device: str = "auto") -> torch.device:
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU has bf16 instructions (AVX-512 BF16 or AMX). Without them bf16 matrix
-    products are emulated and far slower than float32 (``results/speed_cpu_precision``); benchmarks
-    print it beside their speeds."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:  # not Linux: no cheap, reliable check, so assume not
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def precision_for(device: torch.device, precision: str = "auto") -> str:
     """The precision a run uses: ``precision`` itself unless it is "auto"; then bf16 on GPUs
     that have it, fp16 (with a gradient scaler) on older GPUs, else fp32. CPUs keep fp32 even with
