@@ -330,6 +330,9 @@ def test_pattern_verdicts_follow_the_numbers_and_their_controls():
     assert "not confirmed on every task: beyond the noise measured so far (2 sd where a group has seeds, at least " \
            "1 point; one-seed groups have no spread), the parts separate this way on no task; not shown " \
            "on sst2: b above W; stsb: b above W." in line(_study(0.5, 0.1, close), "Which parts matter")
+    # the paper's two parts, each on its own: the LayerNorm passes both tests on both tasks, b on none
+    assert ("Claim by claim: the LayerNorm alone beats head only and W alone on 2 of 2 tasks (sst2, stsb); b alone "
+            "beats head only and W alone on 0 of 2 tasks.") in line(_study(0.5, 0.1, close), "Which parts matter")
     close["head only (protocol)"] = _spread(0.6, 0.61)
     assert "beyond the noise, the parts separate this way on no task;" in line(_study(0.5, 0.1, close), "Which parts matter")
     assert "not measured yet" in line(_study(0.5, 0.1, _parts(0.7, 0.8, 0.8)), "RQ2")
@@ -369,7 +372,13 @@ def test_pruning_and_rq_verdicts_name_the_right_tasks_and_maps():
     assert "costs more than the noise on stsb (" in pruning and "rte" not in pruning.split("Dev x100")[0]
     assert "beats its control" in pruning and "on 2 of 2 tasks (sst2, stsb)" in pruning
     assert "share 4.00 layers, against 2.67" in pruning and "no more than chance" not in pruning
-    assert "failed to learn" not in pruning
+    assert "failed to learn" not in pruning and "Keeping 2 of 6" not in pruning  # no 2-of-6 runs: no 2-of-6 verdict
+    for r, kept2 in zip(result["pruning"].values(), (0.795, 0.75, 0.40)):
+        r["retrained top2"] = _spread(kept2, kept2 + 0.004, kept2 - 0.004)
+        r["post-hoc top2"], r["post-hoc bottom2"] = _spread(0.7, 0.71), _spread(0.7, 0.69)
+    pruning = line(result, "Redundant layers")
+    assert "Keeping 2 of 6 layers (retrained) costs sst2 +0.5, stsb +5.0 points: more than the noise on stsb." in pruning
+    assert "keeping the top 2 rather than the bottom 2, on 0 of 2." in pruning
     result["pruning"]["stsb"] = row(0.80, 0.505)  # a retrained run at the majority class (0.5): flagged
     assert "On stsb a retrained top-4 adapter did not beat the majority class" in line(result, "Redundant layers")
     del result["pruning"]["stsb"]["retrained top4"]  # a task not retrained yet is not counted either way
