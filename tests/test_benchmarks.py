@@ -456,3 +456,24 @@ def test_minutes_per_run_are_medians_and_ranges_of_the_run_files():
     line = gp.minutes(runs)
     assert "full: rte 12 (10-60)" in line and "head: mrpc 5." in line
     assert "1 thread" not in line and "header" in line  # the header counts threads, once
+
+
+def test_nbval_repeat_records_every_run_and_stops_at_a_failure(tmp_path):
+    """The five-in-a-row evidence for notebooks 05 and 06 comes from this script: a passing notebook gets
+    one row per run; a failing one stops the series at once, and the file says it failed."""
+    import nbformat
+    for name, code in [("good", "print(1 + 1)"), ("bad", "assert 1 + 1 == 3, 'arithmetic'")]:
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+        nbformat.write(nb, tmp_path / f"{name}.ipynb")
+
+    def series(name, times):
+        done = subprocess.run([sys.executable, "benchmarks/nbval_repeat.py", str(tmp_path / f"{name}.ipynb"),
+                               "--times", str(times), "--out", str(tmp_path / name)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=600)
+        return done.returncode, (tmp_path / name / "results.md").read_text()
+
+    code, text = series("good", 2)
+    assert code == 0 and "**2 of 2 runs passed in a row.**" in text
+    assert "| 1 | 1 passed |" in text and "| 2 | 1 passed |" in text
+    code, text = series("bad", 3)
+    assert code == 1 and "**stopped: run 1 failed.**" in text and "| 1 | 1 failed |" in text and "| 2 |" not in text
