@@ -67,6 +67,8 @@ def main() -> int:
     parser.add_argument("--times", type=int, default=5)
     parser.add_argument("--out", type=Path, required=True, help="folder for results.md")
     args = parser.parse_args()
+    if args.times < 1:
+        parser.error(f"--times must be at least 1 (got {args.times})")
     missing = [n for n in args.notebooks if not (ROOT / n).is_file()]
     if missing:
         parser.error(f"no such notebook: {', '.join(missing)} (paths are relative to the repository root)")
@@ -85,7 +87,7 @@ def main() -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         atomic_write(args.out / "results.md", lambda tmp: Path(tmp).write_text(text))
         if not rows[-1]["ok"]:
-            print(done.stdout[-3000:])
+            print(done.stdout[-3000:] + done.stderr[-3000:])
             return 1
     return 0
 

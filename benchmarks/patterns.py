@@ -705,7 +705,8 @@ def conclusions(result: dict) -> list:
         # as refuting both.
         def passes(x):
             return [t for t, r in rows.items() if beats(r, x, "head only (protocol)") and beats(r, x, "W")]
-        claim = lambda name, x: (f"{name} alone beats head only and W alone on {len(passes(x))} of {len(rows)} tasks"
+        claim = lambda name, x: (f"{name} alone passes both tests (above head only and above W alone) on "
+                                 f"{len(passes(x))} of {len(rows)} tasks"
                                  + (f" ({', '.join(passes(x))})" if passes(x) else ""))
         verdict += ". Claim by claim: " + claim("the LayerNorm", "LN") + "; " + claim("b", "b")
         # Shown, not a verdict: which single part comes closest to all three, and whether all three is clearly ahead.
@@ -745,13 +746,16 @@ def conclusions(result: dict) -> list:
         if two:
             loss2 = {t: r["post-hoc all"]["mean"] - r["retrained top2"]["mean"] for t, r in two.items()}
             dear = [t for t, r in two.items() if loss2[t] > _gap(r["post-hoc all"], r["retrained top2"])]
-            text += (f"Keeping 2 of 6 layers (retrained) costs {', '.join(f'{t} {100 * v:+.1f}' for t, v in loss2.items())} "
-                     "points: " + (f"more than {_noise(*[g for r in two.values() for g in (r['post-hoc all'], r['retrained top2'])])} "
-                                   f"on {', '.join(dear)}. " if dear else "within the noise on every task. "))
-        unlearned = [t for t, r in rows.items() if r["retrained top4"]["min"] - learn[t]["majority"] <= 2 * MARGIN]
-        if unlearned:
-            text += ("On " + ", ".join(unlearned) + " a retrained top-4 adapter did not beat the majority class by 2 "
-                     "points: that run failed to learn, so part of its loss may be the run, not the pruning. ")
+            noise2 = _noise(*[g for r in two.values() for g in (r["post-hoc all"], r["retrained top2"])])
+            text += ("Keeping 2 of 6 layers (retrained) " + (f"costs more than {noise2} on {', '.join(dear)}" if dear else
+                                                              f"loses nothing beyond {noise2} on any task")
+                     + f" (loss {', '.join(f'{t} {100 * v:+.1f}' for t, v in loss2.items())} points). ")
+        for k in (4, 2):
+            unlearned = [t for t, r in rows.items() if r.get(f"retrained top{k}", {}).get("n")
+                         and r[f"retrained top{k}"]["min"] - learn[t]["majority"] <= 2 * MARGIN]
+            if unlearned:
+                text += ("On " + ", ".join(unlearned) + f" a retrained top-{k} adapter did not beat the majority class by 2 "
+                         "points: that run failed to learn, so part of its loss may be the run, not the pruning. ")
         if informative:
             good = [t for t, v in informative.items() if v]
             text += ("The held-out ranking beats its control (keeping the bottom 4 layers instead of the top 4, "
@@ -766,7 +770,10 @@ def conclusions(result: dict) -> list:
         text += "Dev x100: " + "; ".join(
             f"{t}: 6 layers {_p(r['post-hoc all'])}, top 4 retrained {_p(r['retrained top4'])}, top 2 retrained "
             f"{_p(r['retrained top2']) if r.get('retrained top2', {}).get('n') else '-'}; post-hoc top 4 "
-            f"{_p(r['post-hoc top4'])}, bottom 4 {_p(r['post-hoc bottom4'])}" for t, r in rows.items()) + "."
+            f"{_p(r['post-hoc top4'])}, bottom 4 {_p(r['post-hoc bottom4'])}"
+            + (f", top 2 {_p(r['post-hoc top2'])}, bottom 2 {_p(r['post-hoc bottom2'])}"
+               if r.get("post-hoc top2", {}).get("n") and r.get("post-hoc bottom2", {}).get("n") else "")
+            for t, r in rows.items()) + "."
         orders = {t: pr[t]["ranking"] for t in ok if t in pr}
         if len(orders) > 1:
             a = _agreement(orders)
@@ -925,7 +932,7 @@ def tables(result: dict) -> str:
             g = sim["components"][key]
             cells = []
             for i in range(len(sim["layers"])):
-                cells.append(" / ".join(f"{g[k]['per_layer'][i].get('mean', math.nan):.2f}" for k in
+                cells.append(" / ".join(f"{g[k]['per_layer'][i]['mean']:.2f}" if g[k]["per_layer"][i].get("n") else "-" for k in
                                         ("other task", "same task, other seed", "shuffled labels, other task")))
             md.append(f"| {label} | " + " | ".join(cells) + " |")
         md.append("")

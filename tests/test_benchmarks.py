@@ -331,8 +331,8 @@ def test_pattern_verdicts_follow_the_numbers_and_their_controls():
            "1 point; one-seed groups have no spread), the parts separate this way on no task; not shown " \
            "on sst2: b above W; stsb: b above W." in line(_study(0.5, 0.1, close), "Which parts matter")
     # the paper's two parts, each on its own: the LayerNorm passes both tests on both tasks, b on none
-    assert ("Claim by claim: the LayerNorm alone beats head only and W alone on 2 of 2 tasks (sst2, stsb); b alone "
-            "beats head only and W alone on 0 of 2 tasks.") in line(_study(0.5, 0.1, close), "Which parts matter")
+    assert ("Claim by claim: the LayerNorm alone passes both tests (above head only and above W alone) on 2 of 2 tasks "
+            "(sst2, stsb); b alone passes both tests (above head only and above W alone) on 0 of 2 tasks.") in line(_study(0.5, 0.1, close), "Which parts matter")
     close["head only (protocol)"] = _spread(0.6, 0.61)
     assert "beyond the noise, the parts separate this way on no task;" in line(_study(0.5, 0.1, close), "Which parts matter")
     assert "not measured yet" in line(_study(0.5, 0.1, _parts(0.7, 0.8, 0.8)), "RQ2")
@@ -377,8 +377,14 @@ def test_pruning_and_rq_verdicts_name_the_right_tasks_and_maps():
         r["retrained top2"] = _spread(kept2, kept2 + 0.004, kept2 - 0.004)
         r["post-hoc top2"], r["post-hoc bottom2"] = _spread(0.7, 0.71), _spread(0.7, 0.69)
     pruning = line(result, "Redundant layers")
-    assert "Keeping 2 of 6 layers (retrained) costs sst2 +0.5, stsb +5.0 points: more than the noise on stsb." in pruning
-    assert "keeping the top 2 rather than the bottom 2, on 0 of 2." in pruning
+    assert "Keeping 2 of 6 layers (retrained) costs more than the noise on stsb (loss sst2 +0.5, stsb +5.0 points)." in pruning
+    assert "keeping the top 2 rather than the bottom 2, on 0 of 2." in pruning and "top 2 70.5 ± 0.7 (n=2)" in pruning
+    for r in result["pruning"].values():  # better with 2 layers than with 6: a gain, not a loss beyond the noise
+        r["retrained top2"] = _spread(0.85, 0.851)
+    assert "Keeping 2 of 6 layers (retrained) loses nothing beyond the noise on any task (loss sst2 -5.0" in \
+        line(result, "Redundant layers")
+    result["pruning"]["sst2"]["retrained top2"] = _spread(0.505, 0.51)  # at the majority class (0.5): flagged
+    assert "On sst2 a retrained top-2 adapter did not beat the majority class" in line(result, "Redundant layers")
     result["pruning"]["stsb"] = row(0.80, 0.505)  # a retrained run at the majority class (0.5): flagged
     assert "On stsb a retrained top-4 adapter did not beat the majority class" in line(result, "Redundant layers")
     del result["pruning"]["stsb"]["retrained top4"]  # a task not retrained yet is not counted either way
