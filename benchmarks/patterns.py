@@ -572,8 +572,24 @@ def _gap(a: dict, b: dict) -> float:
     return max(MARGIN, 2 * max(a.get("sd", 0.0), b.get("sd", 0.0)))
 
 
-def _p(s: dict) -> str:
-    return f"{100 * s['mean']:.1f}" + (f" ± {100 * s['sd']:.1f}" if s.get("n", 0) > 1 else "") + f" (n={s['n']})"
+def _pruning_cost(rows: dict, k: int):
+    """Points lost by retraining on the top k layers instead of all 6, per task that has such a run; the
+    tasks where the loss exceeds ``_gap``; and the groups the test rested on (for ``_few`` and ``_noise``)."""
+    have = {t: r for t, r in rows.items() if r.get(f"retrained top{k}", {}).get("n")}
+    loss = {t: r["post-hoc all"]["mean"] - r[f"retrained top{k}"]["mean"] for t, r in have.items()}
+    dear = [t for t, r in have.items() if loss[t] > _gap(r["post-hoc all"], r[f"retrained top{k}"])]
+    return loss, dear, [g for r in have.values() for g in (r["post-hoc all"], r[f"retrained top{k}"])]
+
+
+def _ranking_control(rows: dict, k: int):
+    """Post-hoc top k against bottom k, per task that has both; and the tasks where the top k wins beyond ``_gap``."""
+    pairs = {t: (r[f"post-hoc top{k}"], r[f"post-hoc bottom{k}"]) for t, r in rows.items()
+             if r.get(f"post-hoc top{k}", {}).get("n") and r.get(f"post-hoc bottom{k}", {}).get("n")}
+    return pairs, [t for t, (a, b) in pairs.items() if a["mean"] - b["mean"] > _gap(a, b)]
+
+
+def _points(loss: dict) -> str:
+    return ", ".join(f"{t} {100 * v:+.1f}" for t, v in loss.items())
 
 
 def _few(*groups) -> str:
@@ -602,7 +618,7 @@ def conclusions(result: dict) -> list:
     ok = [t for t, r in learn.items() if r["learned"]]
     left_out = [t for t in learn if t not in ok]
     lines = ["**Which tasks learned**: two-stage Hadamard (the protocol's final runs) against the majority class: " +
-             "; ".join(f"{t} {_p(r['hadamard2'])} vs {100 * r['majority']:.1f}" for t, r in learn.items()) +
+             "; ".join(f"{t} {fmt(r['hadamard2'])} vs {100 * r['majority']:.1f}" for t, r in learn.items()) +
              f". The verdicts on adapters below use {', '.join(ok) or 'no task'}" +
              (f"; left out, as they did not beat the majority class by 2 points and 2 sd: {', '.join(left_out)}."
               if left_out else ".")]
@@ -717,9 +733,9 @@ def conclusions(result: dict) -> list:
                      "; all three is not ahead of it beyond the noise on any task"))
         lines.append(f"{topic}, on {', '.join(rows)}: {_few(*groups)}{verdict}. Dev x100, stage 2 training one part "
                      "at the rate the protocol chose for all three: " + "; ".join(
-                         f"{t}: W {_p(r['W'])}, b {_p(r['b'])}, LayerNorm {_p(r['LN'])}, W + b "
-                         f"{_p(r['Wb']) if r.get('Wb', {}).get('n') else '-'}, all three {_p(r['all (protocol hadamard2)'])}, "
-                         f"head only {_p(r['head only (protocol)'])}" for t, r in rows.items()) + ".")
+                         f"{t}: W {fmt(r['W'])}, b {fmt(r['b'])}, LayerNorm {fmt(r['LN'])}, W + b "
+                         f"{fmt(r.get('Wb'))}, all three {fmt(r['all (protocol hadamard2)'])}, "
+                         f"head only {fmt(r['head only (protocol)'])}" for t, r in rows.items()) + ".")
 
     topic = "**Redundant layers** (paper: some layers' adapters can be removed)"
     pr = result.get("pruning", {})
@@ -728,51 +744,39 @@ def conclusions(result: dict) -> list:
     if not rows:
         lines.append(f"{topic}: not measured yet (needs retrained pruned adapters of a task that learned).")
     else:
-        loss = {t: r["post-hoc all"]["mean"] - r["retrained top4"]["mean"] for t, r in rows.items()}
-        cheap = {t: loss[t] <= _gap(r["post-hoc all"], r["retrained top4"]) for t, r in rows.items()}
-        informative = {t: r["post-hoc top4"]["mean"] - r["post-hoc bottom4"]["mean"] > _gap(r["post-hoc top4"], r["post-hoc bottom4"])
-                       for t, r in rows.items() if r.get("post-hoc bottom4", {}).get("n")}
-        groups = [g for r in rows.values() for g in (r["post-hoc all"], r["retrained top4"])]
-        if all(cheap.values()):
+        loss, dear, groups = _pruning_cost(rows, 4)
+        if dear:
+            verdict = f"removing 2 of 6 layers costs more than {_noise(*groups)} on " + ", ".join(dear)
+        else:
             verdict = ("no loss detected: adapters retrained on the 4 layers ranked highest on held-out training data "
                        f"score within {_noise(*groups)} of all 6 layers")
-        else:
-            verdict = (f"removing 2 of 6 layers costs more than {_noise(*groups)} on "
-                       + ", ".join(t for t, c in cheap.items() if not c))
-        text = (f"{topic}, on {', '.join(rows)}: {_few(*groups)}{verdict} (loss " +
-                ", ".join(f"{t} {100 * v:+.1f}" for t, v in loss.items()) + " points). ")
+        text = f"{topic}, on {', '.join(rows)}: {_few(*groups)}{verdict} (loss {_points(loss)} points). "
         # Pruning further, to 2 of 6 layers: its cost with the same test (the issue asks for both).
-        two = {t: r for t, r in rows.items() if r.get("retrained top2", {}).get("n")}
-        if two:
-            loss2 = {t: r["post-hoc all"]["mean"] - r["retrained top2"]["mean"] for t, r in two.items()}
-            dear = [t for t, r in two.items() if loss2[t] > _gap(r["post-hoc all"], r["retrained top2"])]
-            noise2 = _noise(*[g for r in two.values() for g in (r["post-hoc all"], r["retrained top2"])])
-            text += ("Keeping 2 of 6 layers (retrained) " + (f"costs more than {noise2} on {', '.join(dear)}" if dear else
-                                                              f"loses nothing beyond {noise2} on any task")
-                     + f" (loss {', '.join(f'{t} {100 * v:+.1f}' for t, v in loss2.items())} points). ")
+        loss2, dear2, groups2 = _pruning_cost(rows, 2)
+        if loss2:
+            text += ("Keeping 2 of 6 layers (retrained) " + (f"costs more than {_noise(*groups2)} on {', '.join(dear2)}"
+                                                              if dear2 else f"loses nothing beyond {_noise(*groups2)} on any task")
+                     + f" (loss {_points(loss2)} points). ")
         for k in (4, 2):
             unlearned = [t for t, r in rows.items() if r.get(f"retrained top{k}", {}).get("n")
                          and r[f"retrained top{k}"]["min"] - learn[t]["majority"] <= 2 * MARGIN]
             if unlearned:
                 text += ("On " + ", ".join(unlearned) + f" a retrained top-{k} adapter did not beat the majority class by 2 "
                          "points: that run failed to learn, so part of its loss may be the run, not the pruning. ")
-        if informative:
-            good = [t for t, v in informative.items() if v]
+        # The ranking's control: keeping the k layers ranked lowest instead of the k ranked highest (post-hoc).
+        pairs, good = _ranking_control(rows, 4)
+        pairs2, good2 = _ranking_control(rows, 2)
+        if pairs:
             text += ("The held-out ranking beats its control (keeping the bottom 4 layers instead of the top 4, "
-                     f"post-hoc) on {len(good)} of {len(informative)} tasks" + (f" ({', '.join(good)})" if good else ""))
-            pairs2 = {t: (r["post-hoc top2"], r["post-hoc bottom2"]) for t, r in rows.items()
-                      if r.get("post-hoc top2", {}).get("n") and r.get("post-hoc bottom2", {}).get("n")}
-            good2 = [t for t, (a, b) in pairs2.items() if a["mean"] - b["mean"] > _gap(a, b)]
+                     f"post-hoc) on {len(good)} of {len(pairs)} tasks" + (f" ({', '.join(good)})" if good else ""))
             if pairs2:
                 text += (f"; keeping the top 2 rather than the bottom 2, on {len(good2)} of {len(pairs2)}"
                          + (f" ({', '.join(good2)})" if good2 else ""))
             text += ". "
         text += "Dev x100: " + "; ".join(
-            f"{t}: 6 layers {_p(r['post-hoc all'])}, top 4 retrained {_p(r['retrained top4'])}, top 2 retrained "
-            f"{_p(r['retrained top2']) if r.get('retrained top2', {}).get('n') else '-'}; post-hoc top 4 "
-            f"{_p(r['post-hoc top4'])}, bottom 4 {_p(r['post-hoc bottom4'])}"
-            + (f", top 2 {_p(r['post-hoc top2'])}, bottom 2 {_p(r['post-hoc bottom2'])}"
-               if r.get("post-hoc top2", {}).get("n") and r.get("post-hoc bottom2", {}).get("n") else "")
+            f"{t}: 6 layers {fmt(r['post-hoc all'])}, top 4 retrained {fmt(r['retrained top4'])}, top 2 retrained "
+            f"{fmt(r.get('retrained top2'))}; post-hoc top 4 {fmt(r['post-hoc top4'])}, bottom 4 {fmt(r['post-hoc bottom4'])}"
+            + (f", top 2 {fmt(r['post-hoc top2'])}, bottom 2 {fmt(r['post-hoc bottom2'])}" if t in pairs2 else "")
             for t, r in rows.items()) + "."
         orders = {t: pr[t]["ranking"] for t in ok if t in pr}
         if len(orders) > 1:
