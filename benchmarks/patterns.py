@@ -951,19 +951,23 @@ def tables(result: dict) -> str:
     md += ["", "## 3. Redundant layers\n",
            "Layers ranked on the held-out 10% of the training set (the protocol's grid adapter at the chosen rate); "
            "dev score x100 of the protocol's final adapters with only some layers kept (post-hoc), and of adapters "
-           "retrained on the top layers only.\n",
+           "retrained on the top layers only. A ranking lists the most important layer first; \"all tied\": removing any "
+           "one layer left the held-out score unchanged, so the order is only the layers' own.\n",
            "| task | ranking | all layers | top 4 | bottom 4 (control) | top 2 | bottom 2 (control) | retrained top 4 | retrained top 2 |",
            "|---|---|---|---|---|---|---|---|---|"]
     pr = result["pruning"]
     for task, row in pr.items():
         if task.startswith("_"):
             continue
-        md.append(f"| {task} | {row['ranking']} | " + " | ".join(fmt(row.get(k, {})) for k in
+        # A task whose held-out score no single layer's removal moves has no ranking: its order is just the layers'.
+        tied = len(set(row.get("drops_held_out", {}).values())) == 1
+        md.append(f"| {task} | {row['ranking']}{' (all tied)' if tied else ''} | " + " | ".join(fmt(row.get(k, {})) for k in
                   ["post-hoc all", "post-hoc top4", "post-hoc bottom4", "post-hoc top2", "post-hoc bottom2",
                    "retrained top4", "retrained top2"]) + " |")
     if "_agreement" in pr:
         a = pr["_agreement"]
-        md += ["", f"Agreement between tasks' rankings: Spearman {fmt(a['spearman'], 1, 2)}; "
+        md += ["", f"Agreement between the rankings of every task in this table (those that did not learn too; the "
+                   f"conclusions above keep to the tasks that learned): Spearman {fmt(a['spearman'], 1, 2)}; "
                    f"top-4 sets share {fmt(a['top4_overlap'], 1, 2)} layers, against "
                    f"{a['top4_overlap_by_chance']:.2f} for two random 4-of-6 sets."]
     md += ["", "## 4. Shared adapters\n",
