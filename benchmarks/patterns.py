@@ -603,7 +603,7 @@ def _noise(*groups) -> str:
     test was 2 sd of the other side or the 1-point floor: the verdict must not claim a measured noise."""
     if all(g.get("n", 0) >= 2 for g in groups):
         return "the noise"
-    return "the noise measured so far (2 sd where a group has seeds, at least 1 point; one-seed groups have no spread)"
+    return "the noise (2 sd where a group has seeds, at least 1 point; a one-seed group has no spread)"
 
 
 def conclusions(result: dict) -> list:
@@ -666,8 +666,12 @@ def conclusions(result: dict) -> list:
         elif not noise.get("n"):
             verdict = f"more alike than random vectors ({rule} clears them); the shuffled-label control is not measured yet"
         elif not beyond(noise, "shuffled labels, other task"):
-            verdict = (f"alike beyond chance ({rule} clears random vectors), but not clearly more than shuffled-label "
-                       "adapters of different tasks: what they share may come from training itself, not from the tasks")
+            # Say how it fell short: below the control's mean, or above it but not by the rule's margin.
+            how = ("no more alike than shuffled-label adapters of different tasks (less, by the means: "
+                   f"{other['mean']:.2f} against {noise['mean']:.2f})" if other["mean"] <= noise["mean"] else
+                   "not clearly more alike than shuffled-label adapters of different tasks")
+            verdict = (f"alike beyond chance ({rule} clears random vectors), but {how}: what they share may come "
+                       "from training itself, not from the tasks")
         else:
             verdict = (f"alike beyond both controls ({rule} clears random vectors and shuffled-label adapters of "
                        "different tasks): a pattern the tasks share")
@@ -746,7 +750,7 @@ def conclusions(result: dict) -> list:
     else:
         loss, dear, groups = _pruning_cost(rows, 4)
         if dear:
-            verdict = f"removing 2 of 6 layers costs more than {_noise(*groups)} on " + ", ".join(dear)
+            verdict = f"retraining on the top 4 of 6 layers costs more than {_noise(*groups)} on " + ", ".join(dear)
         else:
             verdict = ("no loss detected: adapters retrained on the 4 layers ranked highest on held-out training data "
                        f"score within {_noise(*groups)} of all 6 layers")
@@ -760,9 +764,11 @@ def conclusions(result: dict) -> list:
         for k in (4, 2):
             unlearned = [t for t, r in rows.items() if r.get(f"retrained top{k}", {}).get("n")
                          and r[f"retrained top{k}"]["min"] - learn[t]["majority"] <= 2 * MARGIN]
-            if unlearned:
-                text += ("On " + ", ".join(unlearned) + f" a retrained top-{k} adapter did not beat the majority class by 2 "
-                         "points: that run failed to learn, so part of its loss may be the run, not the pruning. ")
+            if unlearned:  # the lowest seed against the majority class: how close to "learned nothing" it came
+                text += ("On " + ", ".join(f"{t} (lowest seed {100 * rows[t][f'retrained top{k}']['min']:.1f}, majority "
+                                           f"class {100 * learn[t]['majority']:.1f})" for t in unlearned)
+                         + f" a retrained top-{k} adapter did not beat the majority class by 2 points: it may have "
+                         "learned little, so part of the loss may be the run, not the pruning. ")
         # The ranking's control: keeping the k layers ranked lowest instead of the k ranked highest (post-hoc).
         pairs, good = _ranking_control(rows, 4)
         pairs2, good2 = _ranking_control(rows, 2)
@@ -812,7 +818,7 @@ def conclusions(result: dict) -> list:
                          f"{sh['none']['adapter_params_all_tasks']:,}) changes the dev score by "
                          + ", ".join(f"{t} {100 * d:+.1f}" for t, d in diffs.items()) + " points: "
                          + (f"worse beyond {noise} on {', '.join(worse)}" if worse else f"no loss beyond {noise}")
-                         + (f"; a loss the seeds' spread cannot yet separate from noise on {', '.join(unsure)}"
+                         + (f"; a loss of more than 1 point that the seeds' spread does not separate from noise on {', '.join(unsure)}"
                             if unsure else ""))
         lines.append(f"{topic}, on {', '.join(fit)}: " + ("; ".join(parts) if parts else "not measured yet") + ".")
 
