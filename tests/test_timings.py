@@ -26,7 +26,9 @@ def test_notebook_headers_quote_the_timings_file():
             assert not quoted and "*Time:* not measured yet" in "".join(cells[0]["source"]), (
                 f"{path.name} quotes a time that notebooks/timings.json lacks; run python notebooks/timings.py {path.name}")
         # nbconvert's per-cell timestamps would be a third, different timing: they are not committed
-        assert not any("execution" in c.get("metadata", {}) for c in cells), f"{path.name} carries execution timestamps"
+        assert not any("execution" in c.get("metadata", {}) for c in cells), (
+            f"{path.name} carries execution timestamps; execute it with jupyter nbconvert --to notebook --execute "
+            "--inplace --ExecutePreprocessor.record_timing=False")
 
 
 def test_readme_table_quotes_the_timings_file():
